@@ -1,0 +1,208 @@
+"""The pipeline's steps as plain functions: the notebooks and the CLI call these, nothing else.
+
+Each step takes a profile (name, YAML path or an already-loaded dict) and writes its outputs under
+`results/<profile>/` (tables, figures, per-sample CSVs) or the cache (data, checkpoints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vslrepro.paths import cache_dir, results_dir, runs_dir
+from vslrepro.profiles import dataset_config, load_profile, synthetic_root
+
+DATASET_NAMES = {"flickr": "Extended Flickr-SoundNet", "vggss": "Extended VGG-SS"}
+
+
+def resolve(profile: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A loaded profile dict, from a name, a YAML path or a dict."""
+    return dict(profile) if isinstance(profile, dict) else load_profile(profile)
+
+
+def display_dataset(params: dict[str, Any], name: str) -> str:
+    prefix = "Synthetic " if params["data"]["source"] == "synthetic" else ""
+    return prefix + DATASET_NAMES[name]
+
+
+# ---------------------------------------------------------------- 00 data
+
+def prepare_data(profile) -> dict[str, Any]:
+    """Generate the synthetic benchmark of a profile (once), or check that real roots exist."""
+    params = resolve(profile)
+    if params["data"]["source"] == "synthetic":
+        root = synthetic_root(params)
+        manifest = root / "manifest.json"
+        if not manifest.is_file():
+            from vslrepro.data.synth import generate
+            generate(root, scale=params["data"]["synth_scale"], seed=int(params["seed"]))
+        return json.loads(manifest.read_text())
+    missing = []
+    for name in params["datasets"]:
+        cfg = dataset_config(params, name)
+        for path in (cfg.train_root, cfg.train_list, cfg.test_root, cfg.metadata_root / "metadata"):
+            if not Path(path).exists():
+                missing.append(f"{name}: {path}")
+    if missing:
+        raise FileNotFoundError("profile " + params["profile"] + " points at data that is not there:\n  "
+                                + "\n  ".join(missing) + "\nedit the data section of its YAML file")
+    return {"source": "real", "datasets": {n: dataset_config(params, n).as_dict() for n in params["datasets"]}}
+
+
+# ---------------------------------------------------------------- 01 test sets / Table 1
+
+def testsets(profile) -> dict[str, pd.DataFrame]:
+    """The extended test-set index of every dataset of the profile (metadata only)."""
+    from vslrepro.data.testsets import extended_testset
+
+    params = resolve(profile)
+    out = {}
+    for name in params["datasets"]:
+        cfg = dataset_config(params, name)
+        out[name] = extended_testset(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
+    return out
+
+
+def table1(profile, out: str | Path | None = None):
+    """Table 1 of the profile's extended test sets, exported to csv/md/tex."""
+    from vslrepro import tables
+
+    params = resolve(profile)
+    sets = {display_dataset(params, name): index for name, index in testsets(params).items()}
+    table = tables.table1(sets)
+    stem = Path(out) if out else results_dir(params["profile"]) / "tables" / "table1"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    caption = "Statistics of the extended test sets (" + params["profile"] + " profile)"
+    return table, tables.export(table, stem, caption=caption)
+
+
+# ---------------------------------------------------------------- 02 object prior
+
+def object_prior(profile) -> dict[str, Any]:
+    """The image-backbone weights that stand in for ImageNet (cached), and how they were made."""
+    from vslrepro.methods.loading import object_prior_weights
+
+    params = resolve(profile)
+    return object_prior_weights(params, info_only=True)
+
+
+# ---------------------------------------------------------------- 03 train
+
+def run_key(params: dict[str, Any]) -> str:
+    """Hash of everything a training run depends on (not the evaluation settings)."""
+    relevant = {k: params.get(k) for k in ("seed", "data", "input", "model", "object_prior", "train")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_dir(params: dict[str, Any], dataset: str, method: str) -> Path:
+    """The cache folder of the training run of (dataset, method) under this profile."""
+    return runs_dir(params["profile"]) / f"{dataset}_{method}_{run_key(params)}"
+
+
+def train(profile, dataset: str, method: str, *, out: str | Path | None = None,
+          device: str | None = None, progress: bool = True) -> Path:
+    """Train (or resume, or find finished) the run of `method` on `dataset`."""
+    from vslrepro.train import train_run
+
+    params = resolve(profile)
+    return train_run(params, dataset, method, out or run_dir(params, dataset, method),
+                     device=device, progress=progress)
+
+
+def history(profile, dataset: str, method: str) -> pd.DataFrame:
+    """Per-epoch loss and validation scores of a finished run."""
+    params = resolve(profile)
+    return pd.read_csv(run_dir(params, dataset, method) / "history.csv")
+
+
+# ---------------------------------------------------------------- 04 evaluate
+
+def samples_path(params: dict[str, Any], dataset: str, method: str, checkpoint: str) -> Path:
+    return results_dir(params["profile"]) / "samples" / f"{dataset}_{method}_{checkpoint}.csv"
+
+
+def checkpoints_of(method: str) -> list[str]:
+    """BEST and LATEST for methods with a training run, "none" for training-free references."""
+    from vslrepro.methods import method_info
+
+    info = method_info(method)
+    return ["best", "latest"] if (info.trainable or info.trains_as) else ["none"]
+
+
+def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str = "latest", *,
+             run: str | Path | None = None, out: str | Path | None = None,
+             device: str | None = None, progress: bool = True) -> Path:
+    """Per-sample results of one method/checkpoint on the extended test set, as CSV."""
+    import torch
+
+    from vslrepro.data.splits import test_split
+    from vslrepro.evaluate import score_samples, write_samples
+    from vslrepro.methods import method_info
+    from vslrepro.methods.loading import load_for_evaluation
+    from vslrepro.provenance import environment
+
+    if run is not None:
+        recorded = json.loads((Path(run) / "run.json").read_text())
+        params = recorded["params"] if profile is None else resolve(profile)
+        dataset = dataset or recorded["dataset"]
+        method = method or recorded["method"]
+    else:
+        if profile is None or dataset is None or method is None:
+            raise ValueError("evaluate needs --run DIR, or --profile, --dataset and --method")
+        params = resolve(profile)
+        info = method_info(method)
+        base = info.trains_as or method
+        run = run_dir(params, dataset, base) if (info.trainable or info.trains_as) else None
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_for_evaluation(params, method, dataset, run, checkpoint).to(dev)
+    index, cache = test_split(params, dataset, progress=progress)
+    ev = params["evaluate"]
+    samples = score_samples(model, index, cache, dataset, batch_size=ev["batch_size"], device=dev,
+                            image_size=params["input"]["image_size"], binarize=ev["binarize"],
+                            pred_size=ev["pred_size"], pred_thr=ev["pred_thr"], progress=progress)
+    path = Path(out) if out else samples_path(params, dataset, method, checkpoint)
+    provenance = {"dataset": dataset, "method": method, "checkpoint": checkpoint,
+                  "run": str(run) if run else None, "flickr_list": index.attrs.get("flickr_list"),
+                  "params": params, "environment": environment()}
+    return write_samples(samples, path, primary_confidence=ev["confidence"], provenance=provenance)
+
+
+# ---------------------------------------------------------------- 05 tables
+
+def load_samples(profile) -> pd.DataFrame:
+    """Every per-sample CSV of the profile, concatenated with `dataset`, `method`, `checkpoint`."""
+    params = resolve(profile)
+    frames = []
+    for path in sorted((results_dir(params["profile"]) / "samples").glob("*.csv")):
+        meta = json.loads(path.with_suffix(".json").read_text())
+        frame = pd.read_csv(path, keep_default_na=False, dtype={"video": str, "audio": str})
+        frame.insert(0, "checkpoint", meta["checkpoint"])
+        frame.insert(0, "method", meta["method"])
+        frame.insert(0, "dataset", meta["dataset"])
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"no per-sample CSVs under {results_dir(params['profile']) / 'samples'}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def tables(profile) -> dict[str, Path]:
+    """Tables 1–4 (ours beside the paper's values) from the profile's per-sample CSVs."""
+    from vslrepro import tables as tb
+
+    params = resolve(profile)
+    samples = load_samples(params)
+    ev = params["evaluate"]
+    folder = results_dir(params["profile"]) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    built = {"table2": tb.table2(samples, iou_thr=ev["iou_thr"]),
+             "table3": tb.table3(samples, mode=ev["mode"]),
+             "table4": tb.table4(samples, seed=int(params["seed"]), mode=ev["mode"])}
+    for name, table in built.items():
+        table = tb.with_paper_values(table, name)
+        written[name] = tb.export(table, folder / name, caption=f"{name} ({params['profile']} profile)")["csv"]
+    return written

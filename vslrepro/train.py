@@ -1,0 +1,183 @@
+"""The training protocol: fixed epochs, BEST and LATEST checkpoints, exact resume (design §7).
+
+One run trains one method on one dataset for `train.epochs` epochs. After every epoch it scores
+the annotated validation split and writes, atomically,
+- `latest.pt` — the weights after the last finished epoch (the fair, weakly-supervised protocol),
+- `best.pt`   — the weights of the epoch with the highest validation LocAcc (early stopping;
+  ties keep the earlier epoch),
+- `history.csv` — loss, validation LocAcc/AUC and time per epoch.
+
+Every random choice of epoch e derives from (seed, e): the batch order, each sample's crop and flip,
+and torch's global RNG (for dropout). A run killed at any point and started again resumes from
+`latest.pt` and ends with the same weights as an uninterrupted run (on CPU; GPU kernels may not be
+bitwise deterministic).
+
+Under torchrun (WORLD_SIZE > 1) each process trains on its shard with a per-process batch of
+batch_size / world_size and in-batch negatives from its own shard — as the official EZ-VSL code
+does (no all-gather); gradients are averaged by DistributedDataParallel; rank 0 validates and saves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from vslrepro import metrics
+from vslrepro.data.cache import CachedPairs, normalize_images
+from vslrepro.data.splits import train_split, validation_split
+from vslrepro.evaluate import score_samples
+from vslrepro.methods import method_info
+from vslrepro.methods.loading import build_for_training
+from vslrepro.provenance import environment
+from vslrepro.seeding import seed_everything
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def epoch_order(n: int, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """This process's sample order for one epoch (drop_last, like the official loaders)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    usable = (n // batch_size) * batch_size  # global batches only
+    order = order[:usable].reshape(-1, batch_size)  # (batches, global batch)
+    per_rank = batch_size // world
+    return order[:, rank * per_rank:(rank + 1) * per_rank].reshape(-1)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def _device(requested: str | None, rank: int) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def validate(model: torch.nn.Module, index: pd.DataFrame, cache, dataset: str, params: dict[str, Any],
+             device: torch.device) -> dict[str, float]:
+    """Validation LocAcc and AUC over the annotated positives."""
+    ev = params["evaluate"]
+    samples = score_samples(model, index, cache, dataset, batch_size=ev["batch_size"], device=device,
+                            image_size=params["input"]["image_size"], binarize=ev["binarize"],
+                            pred_size=ev["pred_size"], pred_thr=ev["pred_thr"])
+    ious = samples["ciou"].to_numpy()
+    return {"val_locacc": metrics.locacc(ious, ev["iou_thr"]), "val_auc": metrics.auc_ciou(ious)}
+
+
+def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path, *,
+              device: str | None = None, progress: bool = True) -> Path:
+    """Train `method` on `dataset` with profile `params` into `out`; resume when `out/latest.pt` exists.
+
+    Returns:
+        The run folder, holding best.pt, latest.pt, history.csv and run.json.
+    """
+    info = method_info(method)
+    if not info.trainable or info.trains_as not in (None, method):
+        raise ValueError(f"{method!r} is not trained on its own (trains as {info.trains_as!r})")
+    out = Path(out)
+    rank, world = _distributed()
+    dev = _device(device, rank)
+    cfg, seed = params["train"], int(params["seed"])
+    if cfg["batch_size"] % world:
+        raise ValueError(f"train.batch_size {cfg['batch_size']} is not divisible by {world} processes")
+    seed_everything(seed)
+
+    if rank == 0:  # rank 0 decodes the caches once; the others wait and open them
+        out.mkdir(parents=True, exist_ok=True)
+        train_cache = train_split(params, dataset, progress=progress)
+        val_index, val_cache = validation_split(params, dataset, progress=progress)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        train_cache = train_split(params, dataset)
+    model = build_for_training(params, method).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    history: list[dict[str, Any]] = []
+    best = {"epoch": -1, "val_locacc": -1.0}
+    start = 0
+    if (out / "latest.pt").is_file():
+        state = torch.load(out / "latest.pt", map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, start = state["history"], state["best"], state["epoch"]
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    data = CachedPairs(train_cache, size=params["input"]["image_size"], train=True, seed=seed)
+    per_rank = cfg["batch_size"] // world
+    amp = bool(cfg.get("amp")) and dev.type == "cuda"
+    delay = float(os.environ.get("VSLREPRO_BATCH_DELAY", "0"))  # testing aid: slow batches down
+
+    for epoch in range(start, cfg["epochs"]):
+        tic = time.perf_counter()
+        data.set_epoch(epoch)
+        torch.manual_seed(seed * 1_000 + epoch)  # dropout and any other in-model randomness
+        order = epoch_order(len(data), seed, epoch, cfg["batch_size"], rank, world).tolist()
+        loader = DataLoader(data, batch_size=per_rank, sampler=order, num_workers=cfg["num_workers"],
+                            pin_memory=dev.type == "cuda", persistent_workers=False)
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+            loader = tqdm(loader, desc=f"{method}/{dataset} epoch {epoch + 1}/{cfg['epochs']}", leave=False)
+        model.train()
+        losses = []
+        for images, specs, _ in loader:
+            images = normalize_images(images.to(dev, non_blocking=True))
+            if dev.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                loss = wrapped(images, specs.to(dev, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+            if delay:
+                time.sleep(delay)
+        if not losses:
+            raise ValueError(f"{dataset}: {len(data)} training pairs give no full batch of {cfg['batch_size']}")
+        mean_loss = torch.stack(losses).float().mean()
+        if world > 1:
+            dist.all_reduce(mean_loss)
+            mean_loss /= world
+        if rank == 0:
+            scores = validate(model, val_index, val_cache, dataset, params, dev)
+            history.append({"epoch": epoch + 1, "loss": float(mean_loss), **scores,
+                            "seconds": time.perf_counter() - tic})
+            if scores["val_locacc"] > best["val_locacc"]:
+                best = {"epoch": epoch + 1, "val_locacc": scores["val_locacc"]}
+                atomic_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
+            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "epoch": epoch + 1, "history": history, "best": best}, out / "latest.pt")
+            pd.DataFrame(history).to_csv(out / "history.csv", index=False, float_format="%.6g")
+        if world > 1:
+            dist.barrier()
+    if rank == 0:
+        (out / "run.json").write_text(json.dumps({
+            "dataset": dataset, "method": method, "params": params, "best": best,
+            "world_size": world, "device": str(dev), "environment": environment()}, indent=2,
+            default=str) + "\n")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out
