@@ -1,0 +1,365 @@
+"""The index of a (extended) test set: one row per (frame, sound) pair, built from metadata only.
+
+Original (SLAVC `datasets.py:get_test_dataset`, methods.md §1.1–1.2): the positives are the ids of
+the test list that have both media files, sorted, with their boxes; the extended set appends one
+negative per `non-sounding` row of `metadata/{name}_test_plus_silent.csv` (frame from `video`,
+sound from `audio`, no boxes) and shuffles without a seed.
+
+Ours: the same rows, in file order (the metrics do not depend on order), with the columns the
+evaluation needs — n_boxes, area Σ G of the ground-truth map, size bucket, classes, and the
+negative's type (design.md §4.1): `video == audio` → "real"; otherwise "hard" when both clips have
+the same known class, "easy" when their known classes differ, "automated" when a class is unknown.
+Media are not read here; `check_media` checks they exist and, unlike the official loader which
+silently drops missing ids (and later swaps failing samples for random others), raises or records
+each one in a SkipLog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vslrepro.data.annotations import MAP_SIZE, gt_map, read_flickr_boxes, read_vggss_json, size_bucket
+from vslrepro.data.errors import DataError, SkipLog
+from vslrepro.data.lists import (
+    FLICKR_LIST_VARIANTS,
+    read_classes,
+    read_csv_ids,
+    read_extended_csv,
+    read_flickr_test_ids,
+    read_vggsound_csv,
+)
+
+DATASETS = ("flickr", "vggss")
+COLUMNS = ("video", "audio", "positive", "neg_type", "n_boxes", "area", "size", "class", "audio_class")
+STR_COLUMNS = ("video", "audio", "neg_type", "size", "class", "audio_class")
+
+
+def _check_args(name: str, flickr_list: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"unknown test set {name!r}: expected one of {DATASETS}")
+    if flickr_list not in FLICKR_LIST_VARIANTS:
+        raise ValueError(f"unknown Flickr test-list variant {flickr_list!r}: expected one of {FLICKR_LIST_VARIANTS}")
+
+
+def _resolve(root: Path, path: str | Path) -> Path:
+    """`path` as given when absolute, else relative to the data root."""
+    path = Path(path)
+    return path if path.is_absolute() else root / path
+
+
+def _unique(ids: list[str]) -> tuple[list[str], list[str]]:
+    """(ids without repeats, in first-seen order; the repeated ids). The official loader uses a set."""
+    seen: set[str] = set()
+    unique, repeated = [], []
+    for clip in ids:
+        (repeated if clip in seen else unique).append(clip)
+        seen.add(clip)
+    return unique, repeated
+
+
+def _class_tables(root: Path) -> tuple[dict[str, str], list[str]]:
+    """Classes from `metadata/vggsound.csv` then `metadata/classes.csv` (the latter wins), if present."""
+    classes: dict[str, str] = {}
+    files = []
+    for path, reader in ((root / "metadata" / "vggsound.csv", read_vggsound_csv),
+                         (root / "metadata" / "classes.csv", read_classes)):
+        if path.is_file():
+            classes.update(reader(path))
+            files.append(str(path))
+    return classes, files
+
+
+def _load_positives(
+    name: str, root: Path, test_list, annotations, flickr_list: str
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, str], dict[str, object]]:
+    """(ids, boxes by id, classes from the annotation file, files read) of an annotated split."""
+    if name == "flickr":
+        list_path = _resolve(root, test_list or "metadata/flickr_test.csv")
+        ids = read_flickr_test_ids(list_path, flickr_list)
+        annotation_dir = _resolve(root, annotations or "Annotations")
+        boxes = {}
+        for clip in _unique(ids)[0]:
+            try:
+                boxes[clip] = read_flickr_boxes(annotation_dir / f"{clip}.xml")
+            except DataError as error:
+                raise DataError(f"{error} (id {clip} listed in {list_path})") from error
+        return ids, boxes, {}, {"test_list": str(list_path), "annotations": str(annotation_dir)}
+
+    annotation_path = _resolve(root, annotations or "metadata/vggss.json")
+    entries = read_vggss_json(annotation_path)
+    default_list = root / "metadata" / "vggss_test.csv"  # pairs with the default JSON only
+    if test_list is not None:
+        list_path = _resolve(root, test_list)
+        ids = read_csv_ids(list_path)
+    elif annotations is None and default_list.is_file():
+        list_path, ids = default_list, read_csv_ids(default_list)
+    else:
+        list_path, ids = annotation_path, list(entries)
+    missing = [clip for clip in ids if clip not in entries]
+    if missing:
+        raise DataError(
+            f"{annotation_path}: no annotation for id {missing[0]} listed in {list_path}"
+            + (f" ({len(missing)} ids without annotation in all)" if len(missing) > 1 else "")
+        )
+    boxes = {clip: entries[clip].boxes for clip in ids}
+    classes = {clip: entry.cls for clip, entry in entries.items() if entry.cls}
+    return ids, boxes, classes, {"test_list": str(list_path), "annotations": str(annotation_path)}
+
+
+class BoxTable(dict):
+    """{clip id: (n, 4) int64 boxes}, shared rather than copied when pandas copies `DataFrame.attrs`.
+
+    pandas deep-copies `attrs` on every derived frame or column; copying thousands of box arrays
+    each time would dominate indexing. The arrays are made read-only; treat the table as immutable.
+    """
+
+    def __init__(self, boxes: dict[str, np.ndarray]):
+        super().__init__()
+        for clip, value in boxes.items():
+            value = np.asarray(value, dtype=np.int64).reshape(-1, 4)
+            value.setflags(write=False)
+            dict.__setitem__(self, clip, value)
+
+    def __copy__(self) -> "BoxTable":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "BoxTable":
+        return self
+
+
+def _frame(rows: dict[str, list]) -> pd.DataFrame:
+    """DataFrame with the stable column dtypes: pandas str, bool, int64, float64 (empty frames too)."""
+    frame = pd.DataFrame({column: rows[column] for column in COLUMNS})
+    dtypes = {column: str for column in STR_COLUMNS}
+    return frame.astype({**dtypes, "positive": bool, "n_boxes": np.int64, "area": np.float64})
+
+
+def _positive_rows(name: str, ids: list[str], boxes: dict[str, np.ndarray], classes: dict[str, str]) -> dict:
+    """Columns of the positive rows, one per id."""
+    areas = [float(gt_map(name, boxes[clip]).sum()) for clip in ids]
+    labels = [classes.get(clip, "") for clip in ids]
+    return {
+        "video": list(ids),
+        "audio": list(ids),
+        "positive": [True] * len(ids),
+        "neg_type": [""] * len(ids),
+        "n_boxes": [len(boxes[clip]) for clip in ids],
+        "area": areas,
+        "size": [size_bucket(area) for area in areas],
+        "class": labels,
+        "audio_class": labels,
+    }
+
+
+def _negative_rows(pairs: pd.DataFrame, classes: dict[str, str]) -> dict:
+    """Columns of the negative rows, one per (video, audio) pair."""
+    videos, audios = list(pairs["video"]), list(pairs["audio"])
+    count = len(videos)
+    return {
+        "video": videos,
+        "audio": audios,
+        "positive": [False] * count,
+        "neg_type": [negative_type(video, audio, classes) for video, audio in zip(videos, audios)],
+        "n_boxes": [0] * count,
+        "area": [0.0] * count,
+        "size": [""] * count,
+        "class": [classes.get(clip, "") for clip in videos],
+        "audio_class": [classes.get(clip, "") for clip in audios],
+    }
+
+
+def _positives(
+    name: str, root: Path, test_list, annotations, flickr_list: str
+) -> tuple[dict, dict[str, object], dict[str, str]]:
+    """(positive rows, attrs, class table: annotation JSON over classes.csv over vggsound.csv)."""
+    _check_args(name, flickr_list)
+    ids, boxes, json_classes, files = _load_positives(name, root, test_list, annotations, flickr_list)
+    ids, repeated = _unique(ids)
+    classes, class_files = _class_tables(root)
+    classes.update(json_classes)
+    attrs = {
+        "dataset": name,
+        "flickr_list": flickr_list if name == "flickr" else None,
+        "files": {**files, "classes": class_files},
+        "boxes": BoxTable(boxes),
+        "duplicate_ids": repeated,
+    }
+    return _positive_rows(name, ids, boxes, classes), attrs, classes
+
+
+def positives_index(
+    name: str,
+    root: str | Path,
+    *,
+    test_list: str | Path | None = None,
+    annotations: str | Path | None = None,
+    flickr_list: str = "250",
+) -> pd.DataFrame:
+    """Index the annotated positives of a test (or annotated validation) split.
+
+    Flickr: ids from `root/metadata/flickr_test.csv` (or `test_list`, filtered by `flickr_list`),
+    boxes from `root/Annotations/<id>.xml` (or the `annotations` directory). VGG-SS: ids from
+    `test_list`, else `root/metadata/vggss_test.csv` when it exists and `annotations` is not given,
+    else every entry of the JSON; boxes and class from `root/metadata/vggss.json` (or the
+    `annotations` JSON). Relative paths resolve against `root`. Classes missing from the JSON (and
+    all Flickr classes) come from `metadata/classes.csv` / `metadata/vggsound.csv` when present,
+    else "". A repeated id is kept once (the official loader uses a set) and listed in
+    `attrs["duplicate_ids"]`.
+
+    Args:
+        name: "flickr" or "vggss".
+        root: the test split's data root.
+        test_list: another id list (e.g. "metadata/flickr_val.csv").
+        annotations: another annotation directory (Flickr) or JSON file (VGG-SS).
+        flickr_list: "250" (SLAVC's list) or "249" (EZ-VSL/LVS: without id 3908875350).
+
+    Returns:
+        DataFrame, one row per positive: video, audio (= video), positive (True), neg_type (""),
+        n_boxes, area (Σ of the ground-truth map, 224² px), size (bucket), class, audio_class
+        (= class). `attrs`: dataset, flickr_list (None for VGG-SS), files (what was read),
+        boxes (a `BoxTable` {id: (n, 4) int64}), duplicate_ids.
+
+    Raises:
+        ValueError: unknown name or flickr_list.
+        DataError: a missing or malformed list/annotation, or a listed id without annotation.
+    """
+    rows, attrs, _ = _positives(name, Path(root), test_list, annotations, flickr_list)
+    index = _frame(rows)
+    index.attrs = attrs
+    return index
+
+
+def negative_type(video: str, audio: str, classes: dict[str, str]) -> str:
+    """'real' (video == audio), else 'hard' / 'easy' (same / different known class), else 'automated'."""
+    if video == audio:
+        return "real"
+    video_class, audio_class = classes.get(video, ""), classes.get(audio, "")
+    if video_class and audio_class:
+        return "hard" if video_class == audio_class else "easy"
+    return "automated"
+
+
+def extended_testset(
+    name: str,
+    root: str | Path,
+    *,
+    flickr_list: str = "250",
+    extended_csv: str | Path | None = None,
+    test_list: str | Path | None = None,
+    annotations: str | Path | None = None,
+) -> pd.DataFrame:
+    """Index an extended test set: the positives plus one row per negative pair.
+
+    Negatives come from `root/metadata/{name}_test_plus_silent.csv` (or `extended_csv`), rows
+    labelled `non-sounding`; they get n_boxes 0, area 0.0, size "" and a neg_type (see
+    `negative_type`), with classes from vggss.json (VGG-SS), `metadata/classes.csv` and
+    `metadata/vggsound.csv` when present. A negative's video need not be a positive id. Only
+    metadata (and Flickr XML) are read, never frames or audio.
+
+    Args:
+        name: "flickr" or "vggss".
+        root: the extended test split's data root.
+        flickr_list: "250" or "249" (see `positives_index`).
+        extended_csv: another negatives csv (relative to root unless absolute).
+        test_list, annotations: as in `positives_index`.
+
+    Returns:
+        DataFrame with columns video, audio, positive (bool), neg_type, n_boxes (int), area
+        (float), size, class, audio_class — positives first, then negatives in file order.
+        `attrs` as in `positives_index`, with files["extended_csv"] added.
+
+    Raises:
+        ValueError: unknown name or flickr_list.
+        DataError: as `positives_index`; a missing/malformed extended csv; a real negative whose
+            id is also a positive.
+    """
+    root = Path(root)
+    positives, attrs, classes = _positives(name, root, test_list, annotations, flickr_list)
+    csv_path = _resolve(root, extended_csv or f"metadata/{name}_test_plus_silent.csv")
+    pairs = read_extended_csv(csv_path)
+    positive_ids = set(positives["video"])
+    for video, audio in zip(pairs["video"], pairs["audio"]):
+        if video == audio and video in positive_ids:
+            raise DataError(f"{csv_path}: id {video} is listed as a real negative but is also an annotated positive")
+    negatives = _negative_rows(pairs, classes)
+    index = _frame({column: positives[column] + negatives[column] for column in COLUMNS})
+    attrs["files"]["extended_csv"] = str(csv_path)
+    index.attrs = attrs
+    return index
+
+
+def gt_maps(index: pd.DataFrame, dataset: str) -> np.ndarray:
+    """Ground-truth maps of the rows of `index`, in row order (zeros for negatives).
+
+    Float32 (N, 224, 224): 200 kB a row, so chunk a large index (`index.iloc[a:b]` keeps attrs).
+
+    Args:
+        index: from `positives_index` / `extended_testset` (needs attrs["boxes"]).
+        dataset: "flickr" (consensus) or "vggss" (union).
+
+    Returns:
+        float32 array (N, 224, 224).
+
+    Raises:
+        ValueError: unknown dataset, or one different from index.attrs["dataset"], or no boxes.
+        DataError: a positive row whose id has no boxes.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
+    recorded = index.attrs.get("dataset")
+    if recorded is not None and recorded != dataset:
+        raise ValueError(f"index was built for {recorded!r}, not {dataset!r}")
+    boxes = index.attrs.get("boxes")
+    if boxes is None:
+        raise ValueError("index has no attrs['boxes']: build it with positives_index or extended_testset")
+    maps = np.zeros((len(index), MAP_SIZE, MAP_SIZE), dtype=np.float32)  # (N, 224, 224)
+    for row, (video, positive) in enumerate(zip(index["video"], index["positive"])):
+        if positive:
+            if video not in boxes:
+                raise DataError(f"positive id {video} has no boxes in the index")
+            maps[row] = gt_map(dataset, boxes[video])
+    return maps
+
+
+def _source(index: pd.DataFrame, positive: bool) -> str:
+    files = index.attrs.get("files", {})
+    return str(files.get("test_list" if positive else "extended_csv", "the index"))
+
+
+def check_media(index: pd.DataFrame, media_root: str | Path, *, skip: SkipLog | None = None) -> pd.DataFrame:
+    """Check that every row has `frames/<video>.jpg` and `audio/<audio>.wav` under media_root.
+
+    Args:
+        index: from `positives_index` / `extended_testset`.
+        media_root: the split root holding `frames/` and `audio/`.
+        skip: when given, each missing file is recorded there (id, file, reason) and its row dropped.
+
+    Returns:
+        The rows whose media exist (all of them without `skip`), index reset, attrs kept.
+
+    Raises:
+        DataError: without `skip`, the first missing file, with its id, the list it came from and
+            the total number of missing files.
+    """
+    media_root = Path(media_root)
+    problems = []  # (row, clip id, file, reason)
+    for row, (video, audio, positive) in enumerate(zip(index["video"], index["audio"], index["positive"])):
+        source = _source(index, bool(positive))
+        pair = f"pair video={video} audio={audio}" if video != audio else f"id {video}"
+        for clip, path, kind in ((video, media_root / "frames" / f"{video}.jpg", "frame"),
+                                 (audio, media_root / "audio" / f"{audio}.wav", "audio")):
+            if not path.is_file():
+                problems.append((row, clip, path, f"{path}: {kind} not found ({pair}, listed in {source})"))
+    if problems and skip is None:
+        _, _, _, reason = problems[0]
+        more = f"; {len(problems)} media files missing in all" if len(problems) > 1 else ""
+        raise DataError(reason + more)
+    for _, clip, path, reason in problems:
+        skip.add(clip, path, reason)
+    dropped = {row for row, _, _, _ in problems}
+    kept = index.iloc[[row for row in range(len(index)) if row not in dropped]].reset_index(drop=True)
+    kept.attrs = dict(index.attrs)
+    return kept
