@@ -11,9 +11,6 @@ knows where a profile's arguments come from:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +18,6 @@ import torch
 
 from vslrepro.methods import build_method, method_info
 from vslrepro.paths import cache_dir
-
-
-def _prior_key(params: dict[str, Any]) -> str:
-    relevant = {"seed": params["seed"], "data": params["data"], "input": params["input"],
-                "backbone": params["model"]["backbone"], "object_prior": params.get("object_prior")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def object_prior_weights(params: dict[str, Any], *, info_only: bool = False,
@@ -41,26 +32,19 @@ def object_prior_weights(params: dict[str, Any], *, info_only: bool = False,
     if backbone == "resnet18":
         source = params["data"].get("imagenet_weights", "imagenet")
         return {"source": f"ImageNet ResNet-18 ({source})"} if info_only else source
-    from vslrepro.objectprior import load_object_set, pretrain_object_prior
+    from vslrepro.objectprior import load_object_set, load_or_pretrain
     from vslrepro.profiles import synthetic_root
 
-    folder = cache_dir() / "object_prior"
-    path = folder / f"{backbone}_{_prior_key(params)}.pt"
-    if not path.is_file():
-        images, labels, classes = load_object_set(synthetic_root(params) / "objects")
-        cfg = params["object_prior"]
-        state, info = pretrain_object_prior(
-            images, labels, backbone=backbone, image_size=params["input"]["image_size"],
-            epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=int(params["seed"]),
-            device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"state_dict": state, "info": {**info, "classes": classes}}, tmp)
-        os.replace(tmp, path)
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    images, labels, classes = load_object_set(synthetic_root(params) / "objects")
+    cfg = params["object_prior"]
+    state, info = load_or_pretrain(
+        cache_dir(), params["profile"], images, labels, seed=int(params["seed"]),
+        device=device or ("cuda" if torch.cuda.is_available() else "cpu"), backbone=backbone,
+        image_size=params["input"]["image_size"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+        lr=cfg["lr"])
     if info_only:
-        return {"source": f"synthetic object prior ({path.name})", **saved["info"]}
-    return saved["state_dict"]
+        return {"source": f"synthetic object prior ({Path(info['path']).name})", "classes": classes, **info}
+    return state
 
 
 def method_config(params: dict[str, Any], name: str) -> dict[str, Any]:

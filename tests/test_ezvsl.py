@@ -1,0 +1,220 @@
+"""EZ-VSL and EZ-VSL + OGL: loss, maps, confidences, official checkpoints, fusion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+
+from vslrepro.data.errors import DataError
+from vslrepro.methods import build_method
+from vslrepro.methods.backbones import SmallImageEncoder
+from vslrepro.methods.ezvsl import EZVSL, load_official_checkpoint, mil_contrastive_loss
+from vslrepro.methods.ogl import EZVSLOGL, object_map_quantile
+
+
+def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
+
+
+def loop_loss(image_features: torch.Tensor, audio_features: torch.Tensor, tau: float) -> torch.Tensor:
+    """The EZ-VSL loss written as plainly as possible: loops over pairs and cells."""
+    b, d, h, w = image_features.shape
+    logits = torch.empty(b, b, dtype=torch.float64)
+    for n in range(b):
+        for m in range(b):
+            best = -float("inf")
+            for y in range(h):
+                for x in range(w):
+                    s = sum(float(image_features[n, c, y, x]) * float(audio_features[m, c]) for c in range(d))
+                    best = max(best, s / tau)
+            logits[n, m] = best
+    image_to_audio = sum(-torch.log_softmax(logits[n], 0)[n] for n in range(b)) / b
+    audio_to_image = sum(-torch.log_softmax(logits[:, m], 0)[m] for m in range(b)) / b
+    return image_to_audio + audio_to_image
+
+
+def test_loss_equals_plain_loop():
+    g = torch.Generator().manual_seed(1)
+    v = F.normalize(torch.randn(4, 5, 3, 2, generator=g), dim=1)
+    a = F.normalize(torch.randn(4, 5, generator=g), dim=1)
+    loss, logits = mil_contrastive_loss(v, a, tau=0.1)
+    assert logits.shape == (4, 4)
+    assert loss.item() == pytest.approx(loop_loss(v, a, 0.1).item(), rel=1e-5)
+
+
+def test_model_loss_uses_model_features():
+    torch.manual_seed(0)
+    model = EZVSL(backbone="small").eval()
+    image, spec = small_batch(4)
+    with torch.no_grad():
+        v, a = model.image_features(image), model.audio_features(spec)
+        assert v.shape == (4, 128, 7, 7) and a.shape == (4, 128)
+        assert torch.allclose(v.norm(dim=1), torch.ones(4, 7, 7), atol=1e-5)
+        expected = loop_loss(v, a, model.tau)
+        assert model(image, spec).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = EZVSL(backbone="small")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    image, spec = small_batch(8)
+    losses = []
+    for _ in range(8):
+        loss = model(image, spec)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_localize_shapes_dtypes_and_confidences():
+    torch.manual_seed(0)
+    model = EZVSL(backbone="small").eval()
+    image, spec = small_batch(3)
+    with torch.no_grad():
+        raw = model.raw_maps(image, spec)
+        maps, confidence = model.localize(image, spec)
+    assert raw.shape == (3, 7, 7)
+    assert maps.shape == (3, 224, 224) and maps.dtype == torch.float32
+    assert set(confidence) >= {"max", "topk_mean"}
+    assert all(c.shape == (3,) and c.dtype == torch.float32 for c in confidence.values())
+    expected = F.interpolate(raw[:, None], size=(224, 224), mode="bilinear", align_corners=True)[:, 0]
+    assert torch.allclose(maps, expected)
+    assert torch.equal(confidence["max"], maps.flatten(1).max(1).values)
+    tau = model.tau
+    for i in range(3):  # top-25 % mean of (S + 1/tau) / (2/tau), SLAVC's score
+        top = maps[i].flatten().sort(descending=True).values[: 224 * 224 // 4]
+        assert confidence["topk_mean"][i].item() == pytest.approx(((top + 1 / tau) / (2 / tau)).mean().item(), rel=1e-5)
+    # the map is S_nn: cosine / tau, so (within bounds) |S| <= 1/tau
+    assert raw.abs().max() <= 1 / tau + 1e-3
+
+
+class OfficialEZVSL(nn.Module):
+    """The official module layout, built independently of vslrepro (model.py of stoneMo/EZ-VSL)."""
+
+    def __init__(self, dim: int = 512) -> None:
+        super().__init__()
+        self.imgnet = resnet18()
+        self.imgnet.avgpool = nn.Identity()
+        self.imgnet.fc = nn.Identity()
+        self.img_proj = nn.Conv2d(512, dim, kernel_size=(1, 1))
+        self.audnet = resnet18()
+        self.audnet.conv1 = nn.Conv2d(1, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)
+        self.audnet.avgpool = nn.AdaptiveMaxPool2d((1, 1))
+        self.audnet.fc = nn.Identity()
+        self.aud_proj = nn.Linear(512, dim)
+
+    def maps(self, image: torch.Tensor, spec: torch.Tensor, tau: float) -> torch.Tensor:
+        img = self.imgnet(image).unflatten(1, (512, 7, 7))  # torchvision flattens after avgpool
+        img = F.normalize(self.img_proj(img), dim=1)
+        aud = F.normalize(self.aud_proj(self.audnet(spec)), dim=1)
+        logits = torch.einsum("nchw,mc->nmhw", img, aud) / tau
+        b = image.shape[0]
+        return logits[torch.arange(b), torch.arange(b)]
+
+
+def official_checkpoint(tmp_path):
+    torch.manual_seed(5)
+    official = OfficialEZVSL()
+    for m in official.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "best.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in official.state_dict().items()},
+                "optimizer": {}, "epoch": 20, "best_cIoU": 0.5}, path)
+    return official.eval(), path
+
+
+def test_official_checkpoint_loads_and_gives_identical_maps(tmp_path):
+    official, path = official_checkpoint(tmp_path)
+    ours = load_official_checkpoint(EZVSL(backbone="resnet18"), path).eval()
+    g = torch.Generator().manual_seed(0)
+    image, spec = torch.randn(2, 3, 224, 224, generator=g), torch.randn(2, 1, 96, 80, generator=g)
+    with torch.no_grad():
+        assert torch.allclose(ours.raw_maps(image, spec), official.maps(image, spec, 0.03), atol=1e-4)
+
+
+def test_official_checkpoint_errors_list_keys(tmp_path):
+    _, path = official_checkpoint(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["model"]["module.aud_proj.bias"]
+    checkpoint["model"]["module.extra.weight"] = torch.zeros(1)
+    with pytest.raises(DataError, match=r"missing keys \['aud_proj.bias'\].*unexpected keys \['extra.weight'\]"):
+        load_official_checkpoint(EZVSL(backbone="resnet18"), checkpoint)
+    with pytest.raises(DataError, match=r"best\.pth.*EZVSL\(backbone='small'"):
+        load_official_checkpoint(EZVSL(backbone="small"), path)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_official_checkpoint(EZVSL(backbone="small"), tmp_path / "missing.pth")
+
+
+def test_own_state_dict_round_trip():
+    torch.manual_seed(0)
+    a, b = EZVSL(backbone="small").eval(), EZVSL(backbone="small").eval()
+    image, spec = small_batch(2)
+    with torch.no_grad():
+        assert not torch.allclose(a.raw_maps(image, spec), b.raw_maps(image, spec))
+        load_official_checkpoint(b, {"model": a.state_dict()})
+        assert torch.equal(a.raw_maps(image, spec), b.raw_maps(image, spec))
+
+
+def frozen_prior(seed: int = 7) -> nn.Module:
+    torch.manual_seed(seed)
+    return SmallImageEncoder().eval()
+
+
+def test_ogl_fusion_formula_and_confidence():
+    torch.manual_seed(0)
+    av = EZVSL(backbone="small").eval()
+    prior = frozen_prior()
+    ogl = EZVSLOGL(av, prior, alpha=0.4, obj_bounds=(0.0, 0.8)).eval()
+    image, spec = small_batch(3)
+    with torch.no_grad():
+        maps, confidence = ogl.localize(image, spec)
+        up = lambda x: F.interpolate(x[:, None], size=(224, 224), mode="bilinear", align_corners=True)[:, 0]
+        s = up(av.raw_maps(image, spec))
+        o = up(prior(image).abs().mean(1))
+        expected = 0.4 * (s * 0.03 + 1) / 2 + 0.6 * (o / 0.8).clamp(0, 1)
+        assert torch.allclose(maps, expected, atol=1e-5)
+        assert torch.allclose(ogl.object_map(image), prior(image).abs().mean(1))
+        assert torch.equal(confidence["max"], maps.flatten(1).max(1).values)
+        top = maps.flatten(1).topk(224 * 224 // 4, dim=1).values.mean(1)
+        assert torch.allclose(confidence["topk_mean"], top, atol=1e-6)
+        only_av = EZVSLOGL(av, prior, alpha=1.0).localize(image, spec).maps
+        assert torch.allclose(only_av, (s * 0.03 + 1) / 2, atol=1e-6)
+
+
+def test_ogl_is_frozen_not_trainable_and_registered(tmp_path):
+    prior = frozen_prior()
+    path = tmp_path / "prior.pt"
+    torch.save(prior.state_dict(), path)
+    ogl = build_method("ezvsl_ogl", backbone="small", object_weights=path, obj_bounds=(0.0, 1.5))
+    assert (ogl.name, ogl.trainable, ogl.trains_as) == ("ezvsl_ogl", False, "ezvsl")
+    ogl.train()
+    assert ogl.av_model.training and not ogl.object_backbone.training
+    assert not any(p.requires_grad for p in ogl.object_backbone.parameters())
+    image, spec = small_batch(2)
+    with torch.no_grad():
+        assert torch.equal(ogl.object_map(image), prior(image).abs().mean(1))
+    with pytest.raises(TypeError, match="not trainable"):
+        ogl(image, spec)
+    with pytest.raises(ValueError, match="object_weights"):
+        EZVSLOGL(backbone="small")
+    with pytest.raises(ValueError, match="alpha"):
+        EZVSLOGL(EZVSL(), prior, alpha=1.5)
+
+
+def test_object_map_quantile():
+    prior = frozen_prior()
+    image, _ = small_batch(5)
+    with torch.no_grad():
+        values = prior(image).abs().mean(1).flatten()
+    assert object_map_quantile(prior, image, q=0.99, batch_size=2) == pytest.approx(
+        torch.quantile(values, 0.99).item(), rel=1e-5)
+    assert object_map_quantile(prior, image, q=1.0) == pytest.approx(values.max().item(), rel=1e-6)

@@ -1,0 +1,281 @@
+"""Image and audio encoders: torchvision ResNet-18 (profile `paper`) and a small CNN (`smoke`/`quick`).
+
+Original (EZ-VSL and SLAVC `model.py`, methods.md §3.7):
+- image: torchvision `resnet18(pretrained=True)` with `avgpool` and `fc` replaced by `nn.Identity`;
+  its forward flattens the 512×7×7 layer4 map, which the model unflattens again (224 px only).
+- audio: torchvision `resnet18()` from scratch, `conv1` = Conv2d(1, 64, 7, 2, 3, bias=False),
+  `avgpool` = AdaptiveMaxPool2d(1) (global **max** pool), `fc` = Identity → (B, 512); initialized
+  with Kaiming-normal (fan_out) convs, BN weight ~ N(1, 0.02), BN bias 0.
+
+Ours: the same modules with the same attribute names, so the official state_dict keys
+(`imgnet.conv1.weight`, `audnet.layer4.1.bn2.running_var`, ...) load unchanged. The image trunk
+returns the layer4 map directly instead of flattening/unflattening, so any input size works
+(224 px → 7×7). The small CNN keeps ResNet-18's output stride on the image side (8 at 56 px → 7×7,
+as 32 at 224 px → 7×7) and is fast enough to train on 2 CPU cores; its image encoder is initialized
+from the synthetic "object prior" (vslrepro.objectprior) where the paper uses ImageNet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.serialization import safe_globals
+from torchvision.models import ResNet, ResNet18_Weights, resnet18
+from torchvision.models.resnet import BasicBlock
+
+from vslrepro.data.errors import DataError
+
+# numpy scalars appear in official checkpoints (e.g. EZ-VSL's `best_cIoU`, a numpy float64); they are
+# allow-listed so that checkpoints load with torch.load(weights_only=True), i.e. without running
+# arbitrary pickled code.
+_NUMPY_CORE = getattr(np, "_core", None) or np.core
+_SAFE_NUMPY = [_NUMPY_CORE.multiarray.scalar, np.dtype, *(type(np.dtype(t)) for t in
+                                                         (np.float64, np.float32, np.int64, np.int32))]
+
+
+def load_weights_file(path: str | Path) -> Any:
+    """`torch.load` a checkpoint or state_dict file onto the CPU, safely (weights_only=True).
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        DataError: naming the file if it cannot be unpickled as plain tensors/containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        with safe_globals(_SAFE_NUMPY):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError, ...
+        raise DataError(f"cannot read weights file {path}: {error}") from error
+
+
+def official_init_(module: nn.Module) -> nn.Module:
+    """Re-initialize `module` in place the way EZ-VSL/SLAVC initialize their non-pretrained parts.
+
+    Conv2d: Kaiming-normal, fan_out, ReLU gain. Linear: truncated normal, std 0.01 (bias untouched).
+    BatchNorm2d / GroupNorm: weight ~ N(1, 0.02), bias 0. Uses the global torch RNG (seed it first).
+
+    Returns:
+        The same module.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.normal_(m.weight, mean=1.0, std=0.02)
+            nn.init.constant_(m.bias, 0.0)
+    return module
+
+
+class ResNetTrunk(ResNet):
+    """torchvision ResNet-18 whose forward stops at layer4: (B, 3, S, S) -> (B, 512, S/32, S/32).
+
+    `avgpool` and `fc` are `nn.Identity` (no parameters), exactly as in the official model, so the
+    state_dict keys are torchvision's minus `fc.*`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2])
+        self.avgpool = nn.Identity()
+        self.fc = nn.Identity()
+        self.out_channels = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 3, S, S) -> (B, 64, S/4, S/4)
+        x = self.layer2(self.layer1(x))  # -> (B, 128, S/8, S/8)
+        return self.layer4(self.layer3(x))  # -> (B, 512, S/32, S/32)
+
+
+def load_encoder_weights(encoder: nn.Module, weights: str | Path | Mapping[str, torch.Tensor],
+                         *, drop_prefixes: tuple[str, ...] = ()) -> nn.Module:
+    """Load a state_dict (or a file holding one) into `encoder`, strictly.
+
+    Args:
+        encoder: the module to fill.
+        weights: a state_dict or the path of a `torch.save`d one (optionally nested under
+            "state_dict" or "model").
+        drop_prefixes: key prefixes to ignore (e.g. ("fc.",) for a torchvision classifier).
+
+    Returns:
+        The encoder.
+
+    Raises:
+        FileNotFoundError: if the weights file does not exist.
+        DataError: naming the file and the missing/unexpected keys when they do not match.
+    """
+    source = "<state_dict>"
+    if not isinstance(weights, Mapping):
+        source = str(weights)
+        weights = load_weights_file(weights)
+        for key in ("state_dict", "model"):
+            if isinstance(weights, Mapping) and key in weights and isinstance(weights[key], Mapping):
+                weights = weights[key]
+    state = {k: v for k, v in weights.items() if not k.startswith(drop_prefixes)}
+    expected = set(encoder.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise DataError(f"weights {source} do not fit {type(encoder).__name__}: "
+                        f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+                        f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as error:  # shape mismatches
+        raise DataError(f"weights {source} do not fit {type(encoder).__name__}: {error}") from error
+    return encoder
+
+
+def resnet18_image(weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> ResNetTrunk:
+    """The EZ-VSL image encoder (`imgnet`): ResNet-18 without avgpool/fc, (B,3,224,224) -> (B,512,7,7).
+
+    Args:
+        weights: None → torchvision's random init; "imagenet" → torchvision's
+            `ResNet18_Weights.IMAGENET1K_V1` (downloaded, needs network); otherwise a path to (or a)
+            state_dict of a torchvision ResNet-18 (its `fc.*` keys are ignored) or of this trunk.
+
+    Raises:
+        RuntimeError: if "imagenet" is asked and the download fails (e.g. offline).
+        FileNotFoundError / DataError: from `load_encoder_weights` for a bad weights file.
+    """
+    trunk = ResNetTrunk()
+    if weights is None:
+        return trunk
+    if isinstance(weights, str) and weights == "imagenet":
+        try:
+            state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as error:  # URLError, OSError, HTTPError, ... all mean "no download"
+            raise RuntimeError(
+                "could not download the ImageNet ResNet-18 weights (torchvision "
+                f"ResNet18_Weights.IMAGENET1K_V1): {error}. Offline, download "
+                "resnet18-f37072fd.pth elsewhere and pass its local file path as the image weights."
+            ) from error
+        weights = state
+    return load_encoder_weights(trunk, weights, drop_prefixes=("fc.",))
+
+
+def resnet18_audio() -> ResNet:
+    """The EZ-VSL audio encoder (`audnet`): (B, 1, F, T) log-spectrogram -> (B, 512).
+
+    torchvision ResNet-18 with a 1-channel conv1 (7×7, stride 2, no bias), a global max pool in
+    place of `avgpool`, `fc` = Identity; official initialization (`official_init_`).
+    """
+    net = resnet18(weights=None)
+    net.conv1 = nn.Conv2d(1, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)
+    net.avgpool = nn.AdaptiveMaxPool2d((1, 1))
+    net.fc = nn.Identity()
+    return official_init_(net)
+
+
+class ConvBlock(nn.Module):
+    """3×3 conv (no bias) → BatchNorm → ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+def _check_stages(widths: tuple[int, ...], strides: tuple[int, ...]) -> None:
+    if len(widths) != len(strides) or not widths:
+        raise ValueError(f"widths {widths} and strides {strides} must be non-empty and of equal length")
+
+
+class SmallImageEncoder(nn.Module):
+    """A 4-stage CNN with ResNet-18's map geometry at a quarter of the resolution.
+
+    (B, 3, 56, 56) -> (B, widths[-1], 7, 7): conv-BN-ReLU stages with strides (2, 2, 2, 1), total
+    stride 8 (56 px → 7×7, as ResNet-18 maps 224 px → 7×7).
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128),
+                 strides: tuple[int, ...] = (2, 2, 2, 1)) -> None:
+        super().__init__()
+        _check_stages(widths, strides)
+        channels = (3, *widths)
+        self.stages = nn.Sequential(*(ConvBlock(channels[i], channels[i + 1], strides[i])
+                                      for i in range(len(widths))))
+        self.out_channels = widths[-1]
+        official_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)  # (B, 3, 56, 56) -> (B, C, 7, 7)
+
+
+class SmallAudioEncoder(nn.Module):
+    """A 4-stage CNN for small spectrograms, global max pool: (B, 1, 65, 64) -> (B, widths[-1])."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128),
+                 strides: tuple[int, ...] = (2, 2, 2, 2)) -> None:
+        super().__init__()
+        _check_stages(widths, strides)
+        channels = (1, *widths)
+        self.stages = nn.Sequential(*(ConvBlock(channels[i], channels[i + 1], strides[i])
+                                      for i in range(len(widths))))
+        self.pool = nn.AdaptiveMaxPool2d((1, 1))
+        self.out_channels = widths[-1]
+        official_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(x)  # (B, 1, 65, 64) -> (B, C, 5, 4)
+        return self.pool(x).flatten(1)  # (B, C, 1, 1) -> (B, C)
+
+
+BACKBONES = ("resnet18", "small")
+
+
+def build_image_encoder(kind: str, weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """The image encoder of backbone `kind`, optionally loaded from `weights`.
+
+    Args:
+        kind: "resnet18" or "small".
+        weights: see `resnet18_image`; for "small" a path to (or a) state_dict, e.g. the object prior
+            written by `vslrepro.objectprior` ("imagenet" is refused: it has no ImageNet weights).
+
+    Raises:
+        ValueError: for an unknown kind or "imagenet" with the small backbone.
+    """
+    if kind == "resnet18":
+        return resnet18_image(weights)
+    if kind == "small":
+        encoder = SmallImageEncoder()
+        if weights is None:
+            return encoder
+        if isinstance(weights, str) and weights == "imagenet":
+            raise ValueError("the small backbone has no ImageNet weights: pass the path of an "
+                             "object-prior state_dict (vslrepro.objectprior) instead")
+        return load_encoder_weights(encoder, weights)
+    raise ValueError(f"unknown backbone {kind!r}; known: {', '.join(BACKBONES)}")
+
+
+def build_backbones(kind: str, image_weights: str | Path | Mapping[str, torch.Tensor] | None = None
+                    ) -> tuple[nn.Module, nn.Module, int, int]:
+    """Image and audio encoders of one backbone family.
+
+    Args:
+        kind: "resnet18" (profile `paper`) or "small" (`smoke`/`quick`).
+        image_weights: weights of the image encoder (see `build_image_encoder`).
+
+    Returns:
+        (image_encoder, audio_encoder, image_channels, audio_channels): the image encoder maps
+        (B, 3, S, S) to (B, image_channels, S/32 or S/8, ...), the audio encoder (B, 1, F, T) to
+        (B, audio_channels).
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
+    if kind not in BACKBONES:
+        raise ValueError(f"unknown backbone {kind!r}; known: {', '.join(BACKBONES)}")
+    image = build_image_encoder(kind, image_weights)
+    audio = resnet18_audio() if kind == "resnet18" else SmallAudioEncoder()
+    return image, audio, image.out_channels, 512 if kind == "resnet18" else audio.out_channels
