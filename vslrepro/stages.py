@@ -206,3 +206,69 @@ def tables(profile) -> dict[str, Path]:
         table = tb.with_paper_values(table, name)
         written[name] = tb.export(table, folder / name, caption=f"{name} ({params['profile']} profile)")["csv"]
     return written
+
+
+# ---------------------------------------------------------------- figures and summaries
+
+def preview_data(profile, n: int = 8) -> list[Path]:
+    """One figure per dataset: test frames with their boxes, and a few negatives."""
+    from vslrepro import figures
+
+    params = resolve(profile)
+    paths = []
+    for name, index in testsets(params).items():
+        cfg = dataset_config(params, name)
+        path = results_dir(params["profile"]) / "figures" / f"data_{name}.png"
+        paths.append(figures.data_preview(cfg.test_root, index, path, n=n,
+                                          title=display_dataset(params, name)))
+    return paths
+
+
+def plot_history(profile, dataset: str, method: str) -> Path:
+    """Training curves of a run, saved under results/<profile>/figures/ (history.csv copied beside)."""
+    from vslrepro import figures
+
+    params = resolve(profile)
+    table = history(params, dataset, method)
+    folder = results_dir(params["profile"]) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.drop(columns=["seconds"]).to_csv(results_dir(params["profile"]) / f"history_{dataset}_{method}.csv",
+                                           index=False, float_format="%.6g")
+    return figures.training_curves(table, folder / f"training_{dataset}_{method}.png",
+                                   title=f"{method} on {display_dataset(params, dataset)}")
+
+
+def summary_table(profile, dataset: str, method: str) -> pd.DataFrame:
+    """LocAcc, AUC, AP, max-F1 of one method's per-sample CSVs (one row per checkpoint)."""
+    from vslrepro import metrics
+
+    params = resolve(profile)
+    ev = params["evaluate"]
+    rows = {}
+    for checkpoint in checkpoints_of(method):
+        samples = pd.read_csv(samples_path(params, dataset, method, checkpoint), keep_default_na=False)
+        stats = metrics.summarize(samples["ciou"].to_numpy(float), samples["confidence"].to_numpy(float),
+                                  samples["positive"].to_numpy(bool), iou_thr=ev["iou_thr"], mode=ev["mode"])
+        rows[checkpoint] = {k: float(stats[k]) for k in ("locacc", "auc", "ap", "max_f1")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def plot_pr_curves(profile, checkpoint: str = "latest") -> list[Path]:
+    """Precision–recall curves (exact sweep) of every method, one figure per dataset."""
+    from vslrepro import figures, metrics
+    from vslrepro.methods import method_info
+
+    params = resolve(profile)
+    samples = load_samples(params)
+    paths = []
+    for dataset, group in samples.groupby("dataset"):
+        curves = {}
+        for method, rows in group.groupby("method"):
+            ckpt = checkpoint if checkpoint in set(rows["checkpoint"]) else rows["checkpoint"].iloc[0]
+            rows = rows[rows["checkpoint"] == ckpt]
+            recall, precision = metrics.pr_curve(rows["ciou"].to_numpy(float), rows["confidence"].to_numpy(float),
+                                                 rows["positive"].to_numpy(bool), iou_thr=params["evaluate"]["iou_thr"])
+            curves[method_info(method).display_name] = (recall, precision)
+        path = results_dir(params["profile"]) / "figures" / f"pr_{dataset}.png"
+        paths.append(figures.pr_curves(curves, path, title=display_dataset(params, dataset)))
+    return paths

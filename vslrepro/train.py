@@ -83,7 +83,9 @@ def validate(model: torch.nn.Module, index: pd.DataFrame, cache, dataset: str, p
                             image_size=params["input"]["image_size"], binarize=ev["binarize"],
                             pred_size=ev["pred_size"], pred_thr=ev["pred_thr"])
     ious = samples["ciou"].to_numpy()
-    return {"val_locacc": metrics.locacc(ious, ev["iou_thr"]), "val_auc": metrics.auc_ciou(ious)}
+    stats = metrics.summarize(ious, np.ones_like(ious), np.ones(len(ious), dtype=bool),
+                              iou_thr=ev["iou_thr"])  # positives only: LocAcc and AUC
+    return {"val_locacc": float(stats["locacc"]), "val_auc": float(stats["auc"])}
 
 
 def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path, *,
