@@ -1,0 +1,423 @@
+"""The embedded synthetic benchmark: a Flickr-like and a VGG-SS-like dataset + an object set (design §4.2).
+
+Written in exactly the community's on-disk layout (design §4.1), so every reader, builder and metric
+runs on it unchanged:
+
+    OUT/flickr/{frames,audio,Annotations}/, metadata/flickr_{train.txt,val.csv,test.csv,
+        real_negatives.txt,test_plus_silent.csv}, metadata/classes.csv
+    OUT/vggss/{frames,audio}/, metadata/vggss_{train.txt,val.json,test.csv,real_negatives.txt,
+        test_plus_silent.csv}, metadata/vggss.json, metadata/classes.csv
+    OUT/objects/images/<id>.jpg, objects/labels.csv     (the "object prior" set)
+    OUT/manifest.json                                    (written last: marks a complete output)
+
+A positive clip's frame shows the sounding object of its audio's class plus 0-2 silent distractors
+(objects of other classes or neutral shapes, of comparable size); a real negative's frame shows only
+distractors (or nothing). Ground-truth sizes follow the real test sets' Table 1 proportions: the
+test and validation splits get the exact apportioned counts per size bucket, the training split
+draws buckets i.i.d. from the same proportions. Within a bucket the area is uniform (the "small"
+bucket starts at 16² px rather than 1 px, so that an object stays visible in a 64-px frame).
+Each clip is a pure function of (seed, dataset, split, index): parallelism and order never matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import wave
+from dataclasses import asdict, dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from vslrepro.data import synth_scene as scene
+from vslrepro.data.annotations import gt_map, size_bucket
+from vslrepro.data.builder import build_extended_testset, write_extended_csv
+
+GENERATOR_VERSION = "1.0"
+BUCKET_AREAS = ((16**2, 32**2), (32**2, 96**2), (96**2, 144**2), (144**2, 224**2))  # sampled areas (224² px)
+BUCKET_NAMES = ("small", "medium", "large", "huge")
+SPLIT_CODES = {"train": 1, "val": 2, "test": 3, "negative": 4, "objects": 5}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one generated benchmark (per dataset unless said otherwise)."""
+
+    n_classes: int  # K sounding classes
+    train: int  # training pairs
+    val: int  # annotated validation positives
+    test: int  # VGG-SS-like test positives
+    flickr_test: int  # Flickr-like test positives (the real set has 250)
+    objects: int  # labelled single-object images (shared)
+    frame_size: int = 64  # square JPEG side (px)
+    jpeg_quality: int = 90
+    sample_rate: int = 8000  # Hz, mono 16-bit WAV
+    seconds: float = 1.5  # clip length; models take a centred 1-s crop
+
+
+SCALES = {
+    "smoke": Scale(n_classes=4, train=384, val=64, test=96, flickr_test=96, objects=256),
+    "quick": Scale(n_classes=8, train=3000, val=300, test=600, flickr_test=250, objects=2000),
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    """What makes a dataset Flickr-like or VGG-SS-like."""
+
+    name: str  # "flickr" or "vggss"
+    code: int  # its component of the random streams' seed
+    sizes: tuple[int, int, int, int]  # Table 1 positives per size bucket (small, medium, large, huge)
+    real_fraction: float  # real negatives / positives of the test set
+    annotators: int  # boxes per clip (jittered copies for Flickr)
+
+
+STYLES = {
+    "flickr": Style("flickr", 1, (0, 9, 83, 158), 42 / 250, 3),
+    "vggss": Style("vggss", 2, (134, 1796, 1726, 1502), 0.15, 1),  # paper 379/5158; more for small sets
+}
+
+
+@dataclass
+class Clip:
+    """One generated clip: media, label, annotation, and the scene it was drawn from."""
+
+    id: str
+    label: str  # class name of its sound
+    frame: np.ndarray  # (S, S, 3) uint8
+    audio: np.ndarray  # (N,) int16
+    boxes: list = field(default_factory=list)  # Flickr: 256-grid int boxes per annotator; VGG-SS: normalized
+    objects: list = field(default_factory=list)  # scene.Placed in drawing order; the sounding one last
+    area: float = 0.0  # Σ of the ground-truth map (224² px), 0 for negatives
+
+
+PURPOSES = ("plan", "clip", "tail", "extended")  # what a random stream is for
+
+
+def _stream(seed: int, dataset: int, split: int, purpose: str, *index: int) -> np.random.SeedSequence:
+    """The random stream of (seed, dataset, split, purpose[, index]): independent of order and processes.
+
+    Every key has a distinct purpose field (SeedSequence pads short keys with zeros, so keys of
+    different lengths must not share a prefix).
+    """
+    return np.random.SeedSequence([seed, dataset, split, PURPOSES.index(purpose), *index])
+
+
+def apportion(weights, n: int) -> np.ndarray:
+    """Split n into integer counts proportional to weights (largest remainder, ties to the first)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    exact = n * weights / weights.sum()
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    return counts
+
+
+def plan_split(style: Style, split: str, n: int, *, seed: int, n_classes: int) -> list[tuple[int, int]]:
+    """(class index, size bucket) of each clip of a split.
+
+    Validation, test and negative splits are balanced over classes and apportioned over the buckets
+    exactly (Table 1 proportions); training draws both i.i.d. A real negative's bucket sizes its
+    distractors.
+
+    Args:
+        style: the dataset style (its Table 1 size counts).
+        split: "train", "val", "test" or "negative".
+        n: number of clips.
+        seed: the benchmark's seed.
+        n_classes: K.
+
+    Returns:
+        n (class index in [0, K), bucket index in [0, 4)) pairs, bucket 0 = small … 3 = huge.
+    """
+    rng = np.random.default_rng(_stream(seed, style.code, SPLIT_CODES[split], "plan"))
+    weights = np.asarray(style.sizes, dtype=np.float64)
+    if split == "train":
+        classes = rng.integers(n_classes, size=n)
+        buckets = rng.choice(4, size=n, p=weights / weights.sum())
+    else:
+        classes = rng.permutation(np.arange(n) % n_classes)
+        buckets = rng.permutation(np.repeat(np.arange(4), apportion(weights, n)))
+    return [(int(c), int(b)) for c, b in zip(classes, buckets)]
+
+
+def clip_id(style: Style, split: str, index: int, rng: np.random.Generator) -> str:
+    """Flickr-like: a 10-digit number; VGG-SS-like: `<11 YouTube-like chars>_<6-digit second>`."""
+    if style.name == "flickr":
+        return f"9{SPLIT_CODES[split]}{index:08d}"
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    chars = letters + "0123456789-_"
+    head = letters[rng.integers(len(letters))] + "".join(chars[i] for i in rng.integers(len(chars), size=10))
+    return f"{head}_{int(rng.integers(0, 600)):06d}"
+
+
+def _annotate(rng: np.random.Generator, style: Style, visible: tuple) -> list:
+    """Annotation boxes of a visible box: one normalized box (1/320 grid) or jittered 256-grid boxes."""
+    if style.name == "vggss":
+        return [[round(v * 320 / scene.GRID) / 320 for v in visible]]
+    boxes = []
+    for _ in range(style.annotators):
+        sigma = 0.04 * 256 / scene.GRID * np.array([visible[2] - visible[0], visible[3] - visible[1]] * 2)
+        box = np.round(np.asarray(visible) * 256 / scene.GRID + rng.normal(0, 1, 4) * sigma)
+        x0, y0, x1, y1 = np.clip(box, 0, 256).astype(int)
+        boxes.append([int(x0), int(y0), max(int(x1), int(x0) + 2), max(int(y1), int(y0) + 2)])
+    return boxes
+
+
+def _map_boxes(style: Style, boxes: list) -> np.ndarray:
+    """Annotation boxes as the readers convert them to 224-px ints (design §4.1)."""
+    if style.name == "vggss":
+        return np.array([[int(np.floor(min(max(v, 0.0), 1.0) * 224)) for v in b] for b in boxes])
+    return np.array([[int(224 * v / 256) for v in b] for b in boxes])
+
+
+def _comparable(rng: np.random.Generator, area: float, count: int) -> list[float]:
+    """Areas of `count` distractors comparable to `area` (x0.5 to x1.5), at most half the frame."""
+    return [float(np.clip(area * np.exp(rng.uniform(np.log(0.5), np.log(1.5))), 16**2, 0.5 * 224**2))
+            for _ in range(count)]
+
+
+def _distractors(rng, specs, exclude: int, areas: list[float], taken: list[tuple]) -> list:
+    """Silent objects: of another class than `exclude` or neutral, placed to overlap `taken` little."""
+    objects = []
+    for area in areas:
+        full, visible = scene.place_apart(rng, area, taken)
+        others = [c for c in range(len(specs)) if c != exclude]
+        spec = specs[others[rng.integers(len(others))]] if rng.uniform() < 0.5 else None
+        objects.append(scene.make_object(rng, spec, full, visible))
+        taken.append(visible)
+    return objects
+
+
+def make_clip(style: Style, split: str, index: int, plan: tuple[int, int], *, seed: int, scale: Scale) -> Clip:
+    """Generate one clip (no I/O): a positive (train/val/test) or a real negative ("negative").
+
+    Args:
+        style: the dataset style.
+        split: "train", "val", "test" or "negative".
+        index: position in the split.
+        plan: (class index of its sound, size bucket) from `plan_split`.
+        seed: the benchmark's seed.
+        scale: sizes.
+
+    Returns:
+        The Clip; its frame, audio, boxes and area depend only on (seed, style, split, index, plan).
+    """
+    rng = np.random.default_rng(_stream(seed, style.code, SPLIT_CODES[split], "clip", index))
+    specs = scene.class_specs(scale.n_classes)
+    cls, bucket = plan
+    clip_name = clip_id(style, split, index, rng)
+    if split == "negative":  # only distractors, sized like positives' objects; the source is off-screen
+        area = rng.uniform(*BUCKET_AREAS[bucket])
+        count = int(rng.choice(3, p=[0.2, 0.4, 0.4]))
+        objects = _distractors(rng, specs, cls, _comparable(rng, area, count), [])
+        boxes, area = [], 0.0
+    else:
+        for _ in range(100):  # re-draw a placement whose annotation leaves the bucket or is a sliver
+            area = rng.uniform(*BUCKET_AREAS[bucket])
+            full, visible = scene.place_object(rng, area)
+            boxes = _annotate(rng, style, visible)
+            gt_area = float(gt_map(style.name, _map_boxes(style, boxes)).sum())
+            w, h = visible[2] - visible[0], visible[3] - visible[1]
+            if size_bucket(gt_area) == BUCKET_NAMES[bucket] and gt_area >= 128 and 0.25 <= w / h <= 4:
+                break
+        else:
+            raise RuntimeError(f"{style.name} {split} clip {index}: no placement in size bucket {bucket}")
+        target = scene.make_object(rng, specs[cls], full, visible)
+        count = int(rng.integers(0, 3))
+        objects = _distractors(rng, specs, cls, _comparable(rng, area, count), [visible]) + [target]
+        area = gt_area
+    frame = scene.render_frame(rng, scale.frame_size, objects)
+    audio = scene.synth_audio(rng, specs[cls], scale.sample_rate, scale.seconds)
+    return Clip(clip_name, specs[cls].name, frame, audio, boxes, objects, area)
+
+
+def make_object_image(index: int, label: int, *, seed: int, scale: Scale) -> np.ndarray:
+    """One image of the object set: a single object of class `label` (K = neutral), any size/place."""
+    rng = np.random.default_rng(_stream(seed, 0, SPLIT_CODES["objects"], "clip", index))
+    specs = scene.class_specs(scale.n_classes)
+    full, visible = scene.place_object(rng, float(np.exp(rng.uniform(np.log(24**2), np.log(200**2)))))
+    spec = specs[label] if label < len(specs) else None
+    return scene.render_frame(rng, scale.frame_size, [scene.make_object(rng, spec, full, visible)])
+
+
+def _save_image(path: Path, image: np.ndarray, quality: int) -> None:
+    Image.fromarray(image).save(path, format="JPEG", quality=quality)
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono 16-bit PCM WAV (the standard library's writer: byte-stable, 10x faster than libsndfile here)."""
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(samples.astype("<i2").tobytes())
+
+
+def _clip_job(job: tuple) -> tuple:
+    """Worker: generate one clip, write its frame and audio, return its metadata (picklable)."""
+    root, style_name, split, index, plan, seed, scale = job
+    clip = make_clip(STYLES[style_name], split, index, plan, seed=seed, scale=scale)
+    _save_image(Path(root) / "frames" / f"{clip.id}.jpg", clip.frame, scale.jpeg_quality)
+    write_wav(Path(root) / "audio" / f"{clip.id}.wav", clip.audio, scale.sample_rate)
+    return clip.id, clip.label, clip.boxes, clip.area
+
+
+def _object_job(job: tuple) -> None:
+    """Worker: generate and write one image of the object set."""
+    path, index, label, seed, scale = job
+    _save_image(Path(path), make_object_image(index, label, seed=seed, scale=scale), scale.jpeg_quality)
+
+
+def _write_lines(path: Path, lines: list[str], newline: str = "\n") -> None:
+    path.write_bytes("".join(line + newline for line in lines).encode("utf-8"))
+
+
+def _flickr_xml(clip: str, boxes: list) -> str:
+    """The Flickr-SoundNet annotation: one <object><bbox> per annotator, 256-grid coordinates."""
+    parts = [f"<annotation>\n  <file>{clip}.jpg</file>\n"]
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        parts.append(f"  <object>\n    <bbox>\n      <index>{i}</index>\n      <xmin>{x0}</xmin>\n"
+                     f"      <ymin>{y0}</ymin>\n      <xmax>{x1}</xmax>\n      <ymax>{y1}</ymax>\n"
+                     "    </bbox>\n  </object>\n")
+    return "".join(parts) + "</annotation>\n"
+
+
+def _write_dataset(root: Path, style: Style, scale: Scale, seed: int, pool) -> dict:
+    """Generate one dataset under root; returns its counts for the manifest."""
+    for sub in ("frames", "audio", "metadata") + (("Annotations",) if style.name == "flickr" else ()):
+        (root / sub).mkdir(parents=True)
+    n_test = scale.flickr_test if style.name == "flickr" else scale.test
+    sizes = {"train": scale.train, "val": scale.val, "test": n_test,
+             "negative": int(round(style.real_fraction * n_test))}
+    meta, classes = {}, []
+    for split, n in sizes.items():
+        plans = plan_split(style, split, n, seed=seed, n_classes=scale.n_classes)
+        jobs = [(str(root), style.name, split, i, plan, seed, scale) for i, plan in enumerate(plans)]
+        meta[split] = list(pool.imap(_clip_job, jobs, chunksize=32) if pool else map(_clip_job, jobs))
+        classes += [(clip, label) for clip, label, _, _ in meta[split]]
+    ids = [clip for clip, _ in classes]
+    if len(set(ids)) != len(ids):
+        raise RuntimeError(f"{style.name}: duplicate generated ids for seed {seed}; try another seed")
+    m, name = root / "metadata", style.name
+    n_listed = len(meta["val"]) + len(meta["test"])
+    tail = np.random.default_rng(_stream(seed, style.code, 0, "tail")).integers(0, 900, size=n_listed)  # unused ints
+    _write_lines(m / f"{name}_train.txt", [c for c, *_ in meta["train"]])
+    _write_lines(m / f"{name}_real_negatives.txt", [c for c, *_ in meta["negative"]])
+    if name == "flickr":
+        for clip, _, boxes, _ in meta["val"] + meta["test"]:
+            (root / "Annotations" / f"{clip}.xml").write_text(_flickr_xml(clip, boxes))
+        rows = [f"{c},{t}" for (c, *_), t in zip(meta["val"] + meta["test"], tail)]
+        _write_lines(m / "flickr_val.csv", rows[: len(meta["val"])], "\r\n")
+        _write_lines(m / "flickr_test.csv", rows[len(meta["val"]):], "\r\n")
+    else:
+        for split, file in (("val", "vggss_val.json"), ("test", "vggss.json")):
+            entries = [{"file": c, "class": label, "bbox": boxes} for c, label, boxes, _ in meta[split]]
+            (m / file).write_text(json.dumps(entries) + "\n")
+        _write_lines(m / "vggss_test.csv", [c for c, *_ in meta["test"]])
+    with (m / "classes.csv").open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([("id", "class"), *classes])
+    positives = pd.DataFrame([(c, label) for c, label, *_ in meta["test"]], columns=["id", "class"])
+    negatives = [c for c, *_ in meta["negative"]]
+    builder_seed = int(_stream(seed, style.code, SPLIT_CODES["test"], "extended").generate_state(1)[0])
+    extended = build_extended_testset(positives, negatives, seed=builder_seed)
+    write_extended_csv(extended, m / f"{name}_test_plus_silent.csv")
+    label_of = dict(classes)
+    automated = extended[extended["video"] != extended["audio"]]
+    hard = int(sum(label_of[v] == label_of[a] for v, a in zip(automated["video"], automated["audio"])))
+    by_size = {b: 0 for b in BUCKET_NAMES}
+    for *_, area in meta["test"]:
+        by_size[size_bucket(area)] += 1
+    return {"train": sizes["train"], "val": sizes["val"], "test_positives": n_test,
+            "test_by_size": by_size, "real_negatives": sizes["negative"],
+            "automated_easy": len(automated) - hard, "automated_hard": hard}
+
+
+def _write_objects(root: Path, scale: Scale, seed: int, pool) -> int:
+    """Write the object set (images/<id>.jpg, labels.csv), balanced over the K classes + neutral."""
+    (root / "images").mkdir(parents=True)
+    names = [s.name for s in scene.class_specs(scale.n_classes)] + [scene.NEUTRAL]
+    labels = np.random.default_rng(_stream(seed, 0, SPLIT_CODES["objects"], "plan")).permutation(
+        np.arange(scale.objects) % len(names))
+    ids = [f"obj{i:06d}" for i in range(scale.objects)]
+    jobs = [(str(root / "images" / f"{i}.jpg"), k, int(label), seed, scale) for k, (i, label) in
+            enumerate(zip(ids, labels))]
+    list(pool.imap(_object_job, jobs, chunksize=64) if pool else map(_object_job, jobs))
+    with (root / "labels.csv").open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([("id", "class"), *zip(ids, (names[k] for k in labels))])
+    return scale.objects
+
+
+def generate(out: str | Path, *, scale: str = "quick", seed: int = 0, workers: int = 1) -> dict:
+    """Generate the synthetic benchmark under `out` (design §4.2), atomically.
+
+    The tree is built in `<out>.partial` and moved to `out` when complete; an `out` holding a previous
+    benchmark (it has a manifest.json) is replaced, any other non-empty `out` is refused.
+
+    Args:
+        out: the folder to write (see the module docstring for the layout).
+        scale: a key of SCALES ("smoke", "quick").
+        seed: non-negative seed; the same seed gives byte-identical files.
+        workers: processes generating clips (1: in this process); the output does not depend on it.
+
+    Returns:
+        The manifest (also written as out/manifest.json): generator version, scale, seed, sizes,
+        classes and counts per dataset and split.
+
+    Raises:
+        ValueError: unknown scale, negative seed or workers < 1.
+        FileExistsError: `out` is a non-empty folder without a manifest.json.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown synthetic scale {scale!r}; expected one of {sorted(SCALES)}")
+    if seed < 0 or workers < 1:
+        raise ValueError(f"seed must be ≥ 0 and workers ≥ 1, got seed={seed}, workers={workers}")
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise FileExistsError(f"{out} is not empty and holds no synthetic benchmark (no manifest.json)")
+    sizes = SCALES[scale]
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    pool = Pool(workers) if workers > 1 else None
+    try:
+        counts = {name: _write_dataset(partial / name, style, sizes, seed, pool) for name, style in STYLES.items()}
+        counts["objects"] = _write_objects(partial / "objects", sizes, seed, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    manifest = {"generator": "vslrepro.data.synth", "version": GENERATOR_VERSION, "scale": scale, "seed": seed,
+                "sizes": asdict(sizes), "sample_rate": sizes.sample_rate,
+                "classes": [s.name for s in scene.class_specs(sizes.n_classes)],
+                "object_classes": [s.name for s in scene.class_specs(sizes.n_classes)] + [scene.NEUTRAL],
+                "counts": counts}
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """`python -m vslrepro data synth --profile {smoke,quick} --out DIR [--seed N]` (the arguments after `synth`)."""
+    parser = argparse.ArgumentParser(prog="vslrepro data synth", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", "--scale", dest="scale", choices=sorted(SCALES), default="quick")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="generating processes (output identical)")
+    args = parser.parse_args(argv)
+    manifest = generate(args.out, scale=args.scale, seed=args.seed, workers=args.workers)
+    print(json.dumps(manifest["counts"], indent=1, sort_keys=True))
+    return manifest
+
+
+if __name__ == "__main__":
+    main()
