@@ -433,3 +433,14 @@ def test_bootstrap_is_stratified_and_seeded():
     assert (c[["low", "high", "estimate"]] == 1.0).all().all()
     with pytest.raises(ValueError, match="unknown statistic"):
         M.bootstrap(samples, ("f2",))
+
+
+def test_pr_curve_by_hand():
+    # confidences 0.9 (hit), 0.8 (positive, missed localization), 0.8 (negative), 0.1 (hit)
+    u = np.array([0.9, 0.2, 0.0, 0.7])
+    d = np.array([0.9, 0.8, 0.8, 0.1])
+    c = np.array([True, True, False, True])
+    recall, precision = M.pr_curve(u, d, c)
+    # thresholds 0.9, 0.8, 0.1: TP 1, 1, 2; detected 1, 3, 4; FN 2, 1, 0
+    np.testing.assert_allclose(recall, [1 / 3, 1 / 2, 1.0])
+    np.testing.assert_allclose(precision, [1.0, 1 / 3, 1 / 2])

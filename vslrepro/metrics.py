@@ -371,6 +371,26 @@ def summarize(ciou: Any, confidence: Any, positive: Any, *, iou_thr: float = 0.5
     return out
 
 
+def pr_curve(ciou: Any, confidence: Any, positive: Any, *, iou_thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at every distinct confidence threshold (exact sweep, high to low).
+
+    TP/FP/FN as in `summarize`: recall = TP / (TP + FN), precision = TP / (TP + FP).
+
+    Returns:
+        (recall, precision), each (K,) float64 for the K distinct confidences, recall non-decreasing.
+    """
+    u, d, c = _per_sample(ciou, confidence, positive)
+    order = np.argsort(-d, kind="stable")                     # high confidence first
+    hit = (c & (u >= iou_thr))[order]
+    tp = np.cumsum(hit)                                       # (N,) with threshold d[order[j]]
+    detected = np.arange(1, len(d) + 1)
+    fn = c.sum() - np.cumsum(c[order])
+    last = np.r_[d[order][1:] != d[order][:-1], True]         # j ends a block of equal confidences
+    tp, detected, fn = tp[last], detected[last], fn[last]
+    recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=(tp + fn) > 0)
+    return recall, tp / detected
+
+
 # ----------------------------------------------------------------------------------------------------
 # Breakdowns and confidence intervals over a per-sample table
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from vslrepro.paths import cache_dir, results_dir, runs_dir
+from vslrepro.paths import results_dir, runs_dir
 from vslrepro.profiles import dataset_config, load_profile, synthetic_root
 
 DATASET_NAMES = {"flickr": "Extended Flickr-SoundNet", "vggss": "Extended VGG-SS"}
@@ -73,7 +73,7 @@ def table1(profile, out: str | Path | None = None):
 
     params = resolve(profile)
     sets = {display_dataset(params, name): index for name, index in testsets(params).items()}
-    table = tables.table1(sets)
+    table = tables.with_paper_values(tables.table1(sets), 1)
     stem = Path(out) if out else results_dir(params["profile"]) / "tables" / "table1"
     stem.parent.mkdir(parents=True, exist_ok=True)
     caption = "Statistics of the extended test sets (" + params["profile"] + " profile)"
@@ -199,11 +199,12 @@ def tables(profile) -> dict[str, Path]:
     folder = results_dir(params["profile"]) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    built = {"table2": tb.table2(samples, iou_thr=ev["iou_thr"]),
-             "table3": tb.table3(samples, mode=ev["mode"]),
-             "table4": tb.table4(samples, seed=int(params["seed"]), mode=ev["mode"])}
-    for name, table in built.items():
-        table = tb.with_paper_values(table, name)
+    built = {2: tb.table2(samples, iou_thr=ev["iou_thr"]),
+             3: tb.table3(samples, mode=ev["mode"], iou_thr=ev["iou_thr"]),
+             4: tb.table4(samples, seed=int(params["seed"]), mode=ev["mode"], iou_thr=ev["iou_thr"])}
+    for number, table in built.items():
+        name = f"table{number}"
+        table = tb.with_paper_values(table, number)
         written[name] = tb.export(table, folder / name, caption=f"{name} ({params['profile']} profile)")["csv"]
     return written
 

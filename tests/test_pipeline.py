@@ -1,0 +1,66 @@
+"""The papermill pipeline on the smoke profile: every stage runs, a second call skips them all."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from vslrepro import pipeline, stages
+from vslrepro.paths import results_dir
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, smoke_params):
+    """One full smoke reproduction into a temporary results folder (data and runs stay cached)."""
+    results = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VSLREPRO_RESULTS", str(results))
+        tic = time.perf_counter()
+        first = pipeline.reproduce("smoke", log=lambda *_: None)
+        first_seconds = time.perf_counter() - tic
+        tic = time.perf_counter()
+        second = pipeline.reproduce("smoke", log=lambda *_: None)
+        second_seconds = time.perf_counter() - tic
+        print(f"smoke pipeline: first call {first_seconds:.1f} s, second call {second_seconds:.1f} s")
+        yield results / "smoke", first, second
+
+
+def test_plan_covers_datasets_methods_and_references(smoke_params):
+    keys = [stage.key for stage in pipeline.plan(smoke_params)]
+    assert keys[:3] == ["data", "testsets", "object_prior"] and keys[-1] == "tables"
+    for dataset in ("flickr", "vggss"):
+        assert f"train_{dataset}_ezvsl" in keys
+        assert f"train_{dataset}_ezvsl_ogl" not in keys  # OGL reuses the EZ-VSL run
+        for method in ("ezvsl", "ezvsl_ogl", "random", "center"):
+            assert f"evaluate_{dataset}_{method}" in keys
+
+
+def test_every_stage_runs_then_skips(smoke_run):
+    out, first, second = smoke_run
+    assert set(first.values()) == {"ran"}, first
+    assert set(second.values()) == {"skipped"}, second
+    assert len(list((out / "notebooks").glob("*.ipynb"))) == len(first)
+
+
+def test_outputs_are_written(smoke_run):
+    out, _, _ = smoke_run
+    for n in (1, 2, 3, 4):
+        for ext in ("csv", "md", "tex"):
+            assert (out / "tables" / f"table{n}.{ext}").is_file()
+    samples = sorted(p.name for p in (out / "samples").glob("*.csv"))
+    assert "vggss_ezvsl_best.csv" in samples and "flickr_center_none.csv" in samples
+    assert len(samples) == 2 * (2 * 2 + 2)  # datasets x (2 methods x 2 checkpoints + 2 references)
+    meta = json.loads((out / "samples" / "flickr_ezvsl_latest.json").read_text())
+    assert meta["flickr_list"] == "250" and meta["environment"]["torch"]
+
+
+def test_table1_counts_match_the_index(smoke_run, smoke_params):
+    out, _, _ = smoke_run
+    table = pd.read_csv(out / "tables" / "table1.csv", index_col=0)
+    for name, index in stages.testsets(smoke_params).items():
+        row = table.loc[stages.display_dataset(smoke_params, name)]
+        assert row["Total Pos"] == index["positive"].sum()
+        assert row["Total"] == len(index)
