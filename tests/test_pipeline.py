@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from vslrepro import pipeline, stages
-from vslrepro.paths import results_dir
 
 
 @pytest.fixture(scope="module")
