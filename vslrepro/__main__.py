@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="latest", choices=["best", "latest", "none"])
     p.add_argument("--out", help="per-sample CSV path (default results/<profile>/samples/...)")
     p.add_argument("--device")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out samples whose frame/WAV is missing or unreadable, listing them in "
+                        "<csv>.skipped.csv (default: stop with an error naming the file)")
 
     p = sub.add_parser("tables", help="Tables 1-4 and figures from the per-sample CSVs")
     _profile(p)
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "evaluate":
         path = stages.evaluate(args.profile, args.dataset, args.method, args.checkpoint, run=args.run,
-                               out=args.out, device=args.device)
+                               out=args.out, device=args.device, skip_bad=args.skip_bad)
         print(f"per-sample results: {path}")
         return 0
     if args.command == "tables":

@@ -5,7 +5,10 @@ data → extended test sets (Table 1) → object prior → train (dataset × tra
 evaluate (dataset × method, BEST and LATEST) → tables & figures.
 
 A stage is skipped when its executed notebook exists and its stamp (a hash of the profile file, the
-stage's parameters and the notebook's source) is unchanged. A failed stage is reported, the stages
+stage's parameters, the notebook's source and the package's source) is unchanged. Training runs
+themselves are cached by their parameters only (`stages.run_key`): a finished run is reused after a
+code change, so that editing, say, a table builder never retrains; delete the run folder (or the
+cache) to retrain after changing training code. A failed stage is reported, the stages
 that do not depend on it still run, and the command exits non-zero at the end.
 """
 
@@ -62,11 +65,23 @@ def plan(params: dict[str, Any]) -> list[Stage]:
     return stages
 
 
-def stamp(stage: Stage, profile_text: str) -> str:
-    """Hash of what a stage's output depends on: the profile, its parameters, the notebook source."""
+def package_digest() -> str:
+    """Hash of the package's source and data files: results follow the code that made them."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def stamp(stage: Stage, profile_text: str, code: str) -> str:
+    """Hash of what a stage's output depends on: profile, parameters, notebook and package source."""
     digest = hashlib.sha256(profile_text.encode())
     digest.update(json.dumps(stage.parameters, sort_keys=True).encode())
     digest.update((NOTEBOOKS_DIR / stage.notebook).read_bytes())
+    digest.update(code.encode())
     return digest.hexdigest()[:16]
 
 
@@ -83,6 +98,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
     stamps_dir = out / "stamps"
     stamps_dir.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
+    code = package_digest()
     for stage in plan(params):
         if only and stage.key not in only and stage.notebook.split("_")[0] not in only:
             continue
@@ -93,7 +109,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
             continue
         executed = out / "notebooks" / f"{stage.key}.ipynb"
         stamp_file = stamps_dir / f"{stage.key}.json"
-        key = stamp(stage, profile_text)
+        key = stamp(stage, profile_text, code)
         if not force and executed.is_file() and stamp_file.is_file() \
                 and json.loads(stamp_file.read_text()).get("stamp") == key:
             status[stage.key] = "skipped"
@@ -121,7 +137,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
 def main_reproduce(profile: str, force: bool = False, only: list[str] | None = None) -> int:
     tic = time.perf_counter()
     status = reproduce(profile, force=force, only=only)
-    failed = {k: v for k, v in status.items() if not v in ("ran", "skipped")}
+    failed = {k: v for k, v in status.items() if v not in ("ran", "skipped")}
     print(f"pipeline {profile}: {sum(v == 'ran' for v in status.values())} ran, "
           f"{sum(v == 'skipped' for v in status.values())} skipped, {len(failed)} failed/blocked "
           f"in {time.perf_counter() - tic:.1f} s; results in {results_dir(load_profile(profile)['profile'])}")

@@ -72,6 +72,7 @@ def table1(profile, out: str | Path | None = None):
     from vslrepro import tables
 
     params = resolve(profile)
+    prepare_data(params)  # the synthetic benchmark is generated on first use
     sets = {display_dataset(params, name): index for name, index in testsets(params).items()}
     table = tables.with_paper_values(tables.table1(sets), 1)
     stem = Path(out) if out else results_dir(params["profile"]) / "tables" / "table1"
@@ -135,10 +136,16 @@ def checkpoints_of(method: str) -> list[str]:
 
 def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str = "latest", *,
              run: str | Path | None = None, out: str | Path | None = None,
-             device: str | None = None, progress: bool = True) -> Path:
-    """Per-sample results of one method/checkpoint on the extended test set, as CSV."""
+             device: str | None = None, progress: bool = True, skip_bad: bool = False) -> Path:
+    """Per-sample results of one method/checkpoint on the extended test set, as CSV.
+
+    A missing or unreadable frame/WAV stops the evaluation with an error naming it; with
+    `skip_bad`, such samples are left out and listed in `<csv stem>.skipped.csv` (and counted in the
+    provenance JSON) instead — never replaced by another sample.
+    """
     import torch
 
+    from vslrepro.data.errors import SkipLog
     from vslrepro.data.splits import test_split
     from vslrepro.evaluate import score_samples, write_samples
     from vslrepro.methods import method_info
@@ -159,7 +166,8 @@ def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str =
         run = run_dir(params, dataset, base) if (info.trainable or info.trains_as) else None
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_for_evaluation(params, method, dataset, run, checkpoint).to(dev)
-    index, cache = test_split(params, dataset, progress=progress)
+    skip = SkipLog() if skip_bad else None
+    index, cache = test_split(params, dataset, skip=skip, progress=progress)
     ev = params["evaluate"]
     samples = score_samples(model, index, cache, dataset, batch_size=ev["batch_size"], device=dev,
                             image_size=params["input"]["image_size"], binarize=ev["binarize"],
@@ -167,7 +175,10 @@ def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str =
     path = Path(out) if out else samples_path(params, dataset, method, checkpoint)
     provenance = {"dataset": dataset, "method": method, "checkpoint": checkpoint,
                   "run": str(run) if run else None, "flickr_list": index.attrs.get("flickr_list"),
-                  "params": params, "environment": environment()}
+                  "skipped": len(skip) if skip is not None else 0, "params": params,
+                  "environment": environment()}
+    if skip is not None and len(skip):
+        skip.write_csv(path.with_name(path.stem + ".skipped.csv"))
     return write_samples(samples, path, primary_confidence=ev["confidence"], provenance=provenance)
 
 
@@ -206,7 +217,34 @@ def tables(profile) -> dict[str, Path]:
         name = f"table{number}"
         table = tb.with_paper_values(table, number)
         written[name] = tb.export(table, folder / name, caption=f"{name} ({params['profile']} profile)")["csv"]
+    caption = (f"Beyond the paper: {int(ev['n_boot'])}-replicate stratified bootstrap 95 % intervals "
+               f"(seed {params['seed']}) and Table 4's spread over {int(ev.get('table4_draws', 10))} draws "
+               f"of positives ({params['profile']} profile)")
+    written["intervals"] = tb.export(intervals(params, samples), folder / "intervals", caption=caption)["csv"]
     return written
+
+
+def intervals(params: dict[str, Any], samples: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, method, checkpoint): LocAcc, AP, max-F1 with bootstrap intervals (x100), and the
+    mean ± std of Table 4's max-F1 per negative type over several draws of positives."""
+    from vslrepro import metrics
+
+    ev, seed = params["evaluate"], int(params["seed"])
+    rows = []
+    for (dataset, method, checkpoint), group in samples.groupby(["dataset", "method", "checkpoint"], sort=False):
+        row = {"dataset": dataset, "method": method, "checkpoint": checkpoint}
+        ci = metrics.bootstrap(group, ("locacc", "ap", "max_f1"), n_boot=int(ev["n_boot"]), seed=seed,
+                               mode=ev["mode"], iou_thr=ev["iou_thr"])
+        for stat, values in ci.iterrows():
+            row.update({stat: 100 * values["estimate"], f"{stat}_low": 100 * values["low"],
+                        f"{stat}_high": 100 * values["high"]})
+        spread = metrics.negative_type_breakdown(group, seed=seed, n_draws=int(ev.get("table4_draws", 10)),
+                                                 mode=ev["mode"], iou_thr=ev["iou_thr"])
+        for neg_type, values in spread.iterrows():
+            row[f"max_f1_{neg_type}_mean"] = 100 * values["max_f1"]
+            row[f"max_f1_{neg_type}_std"] = 100 * values.get("max_f1_std", 0.0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["dataset", "method", "checkpoint"])
 
 
 # ---------------------------------------------------------------- figures and summaries
