@@ -103,6 +103,10 @@ NOTEBOOKS = {
         new_markdown_cell("## Per-sample results\n\nOne CSV per checkpoint under `results/<profile>/samples/`."),
         new_code_cell(IGNORE + "paths = {ckpt: stages.evaluate(params, dataset, method, ckpt, progress=False)\n"
                       "         for ckpt in stages.checkpoints_of(method)}\npaths"),
+        new_markdown_cell("## Where the method looks\n\nThe map over a few test frames: positives with their "
+                          "ground truth (white contour), then negatives, with the `max` confidence."),
+        new_code_cell(IGNORE + "path = stages.plot_overlays(params, dataset, method)\n"
+                      "display(Image(filename=str(path), width=720))"),
         new_markdown_cell("## Results\n\nLocAcc over positives; AP and max-F1 over positives and negatives."),
         new_code_cell(CHECK + "summary = stages.summary_table(params, dataset, method)\nsummary.round(3)"),
     ],

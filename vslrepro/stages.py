@@ -134,6 +134,22 @@ def checkpoints_of(method: str) -> list[str]:
     return ["best", "latest"] if (info.trainable or info.trains_as) else ["none"]
 
 
+def _resolve_run(profile, dataset: str | None, method: str | None, run: str | Path | None):
+    """(params, dataset, method, run folder or None) from a profile or from a run's run.json."""
+    from vslrepro.methods import method_info
+
+    if run is not None:
+        recorded = json.loads((Path(run) / "run.json").read_text())
+        params = recorded["params"] if profile is None else resolve(profile)
+        return params, dataset or recorded["dataset"], method or recorded["method"], Path(run)
+    if profile is None or dataset is None or method is None:
+        raise ValueError("evaluate needs --run DIR, or --profile, --dataset and --method")
+    params = resolve(profile)
+    info = method_info(method)
+    base = info.trains_as or method
+    return params, dataset, method, (run_dir(params, dataset, base) if (info.trainable or info.trains_as) else None)
+
+
 def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str = "latest", *,
              run: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, progress: bool = True, skip_bad: bool = False) -> Path:
@@ -148,22 +164,10 @@ def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str =
     from vslrepro.data.errors import SkipLog
     from vslrepro.data.splits import test_split
     from vslrepro.evaluate import score_samples, write_samples
-    from vslrepro.methods import method_info
     from vslrepro.methods.loading import load_for_evaluation
     from vslrepro.provenance import environment
 
-    if run is not None:
-        recorded = json.loads((Path(run) / "run.json").read_text())
-        params = recorded["params"] if profile is None else resolve(profile)
-        dataset = dataset or recorded["dataset"]
-        method = method or recorded["method"]
-    else:
-        if profile is None or dataset is None or method is None:
-            raise ValueError("evaluate needs --run DIR, or --profile, --dataset and --method")
-        params = resolve(profile)
-        info = method_info(method)
-        base = info.trains_as or method
-        run = run_dir(params, dataset, base) if (info.trainable or info.trains_as) else None
+    params, dataset, method, run = _resolve_run(profile, dataset, method, run)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_for_evaluation(params, method, dataset, run, checkpoint).to(dev)
     skip = SkipLog() if skip_bad else None
@@ -311,3 +315,33 @@ def plot_pr_curves(profile, checkpoint: str = "latest") -> list[Path]:
         path = results_dir(params["profile"]) / "figures" / f"pr_{dataset}.png"
         paths.append(figures.pr_curves(curves, path, title=display_dataset(params, dataset)))
     return paths
+
+
+def plot_overlays(profile, dataset: str, method: str, checkpoint: str | None = None, n: int = 8) -> Path:
+    """Predicted maps over a few test frames (positives with their ground truth, then negatives)."""
+    import numpy as np
+    import torch
+
+    from vslrepro import figures
+    from vslrepro.data.annotations import gt_map
+    from vslrepro.data.cache import normalize_images
+    from vslrepro.data.splits import test_split
+    from vslrepro.methods.loading import load_for_evaluation
+
+    params, dataset, method, run = _resolve_run(profile, dataset, method, None)
+    checkpoint = checkpoint or checkpoints_of(method)[-1]
+    model = load_for_evaluation(params, method, dataset, run, checkpoint)
+    index, cache = test_split(params, dataset)
+    positives = np.flatnonzero(index["positive"].to_numpy(bool))
+    negatives = np.flatnonzero(~index["positive"].to_numpy(bool))
+    rows = np.r_[positives[: n - n // 4], negatives[: n // 4]]
+    images = torch.from_numpy(cache.images[rows].copy())          # (n, 3, S, S) uint8
+    with torch.no_grad():
+        maps, confidence = model.localize(normalize_images(images), torch.from_numpy(cache.specs[rows].copy()))
+    boxes = index.attrs["boxes"]
+    gts = np.stack([gt_map(dataset, boxes[index["video"][r]]) if index["positive"][r]
+                    else np.zeros((224, 224), np.float32) for r in rows])
+    titles = [(f"{index['class'][r]}" if index["positive"][r] else f"negative ({index['neg_type'][r]})")
+              + f"\nconf {float(c):.2f}" for r, c in zip(rows, confidence["max"])]
+    path = results_dir(params["profile"]) / "figures" / f"overlays_{dataset}_{method}_{checkpoint}.png"
+    return figures.overlays(images.permute(0, 2, 3, 1).numpy(), maps.numpy(), gts, titles, path)
