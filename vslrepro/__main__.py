@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -80,7 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; bad input ends with one line naming the problem (VSLREPRO_DEBUG=1: traceback)."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # DataError is a ValueError
+        if os.environ.get("VSLREPRO_DEBUG"):
+            raise
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         from vslrepro.pipeline import main_reproduce
         return main_reproduce(args.profile, force=args.force, only=args.only)

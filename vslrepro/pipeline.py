@@ -14,8 +14,10 @@ that do not depend on it still run, and the command exits non-zero at the end.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -85,6 +87,22 @@ def stamp(stage: Stage, profile_text: str, code: str) -> str:
     return digest.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send file descriptor 2 (ours and the kernel's, which inherits it) to `path` for a while."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def reproduce(profile: str, *, force: bool = False, only: list[str] | None = None,
               log=print) -> dict[str, str]:
     """Run the pipeline of `profile`; return {stage key: "ran" | "skipped" | "failed: ..." | "blocked"}."""
@@ -118,12 +136,13 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
         log(f"[{stage.key}] running {stage.notebook} {stage.parameters}")
         tic = time.perf_counter()
         try:
-            papermill.execute_notebook(str(NOTEBOOKS_DIR / stage.notebook), str(executed),
-                                       parameters=stage.parameters, cwd=str(NOTEBOOKS_DIR),
-                                       kernel_name="python3", progress_bar=False, log_output=False)
+            with _stderr_to(out / "logs" / f"{stage.key}.log"):  # kernel warnings, progress bars
+                papermill.execute_notebook(str(NOTEBOOKS_DIR / stage.notebook), str(executed),
+                                           parameters=stage.parameters, cwd=str(NOTEBOOKS_DIR),
+                                           kernel_name="python3", progress_bar=False, log_output=False)
         except Exception as error:  # a failed stage is reported; the others go on
             status[stage.key] = f"failed: {type(error).__name__}: {str(error).splitlines()[-1][:300] if str(error) else ''}"
-            log(f"[{stage.key}] FAILED ({status[stage.key]}); see {executed}")
+            log(f"[{stage.key}] FAILED ({status[stage.key]}); see {executed} and {out / 'logs'}")
             stamp_file.unlink(missing_ok=True)
             continue
         stamp_file.write_text(json.dumps({"stamp": key, "parameters": stage.parameters,

@@ -1,0 +1,221 @@
+"""What each synthetic clip holds: sizes, split plans, ids, annotations, and the clip itself.
+
+Pure functions of (seed, dataset, split, index) — no file I/O; `vslrepro.data.synth` writes the
+results in the community layout. See that module's docstring for the benchmark's design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vslrepro.data import synth_scene as scene
+from vslrepro.data.annotations import gt_map, size_bucket
+
+GENERATOR_VERSION = "1.0"
+BUCKET_AREAS = ((16**2, 32**2), (32**2, 96**2), (96**2, 144**2), (144**2, 224**2))  # sampled areas (224² px)
+BUCKET_NAMES = ("small", "medium", "large", "huge")
+SPLIT_CODES = {"train": 1, "val": 2, "test": 3, "negative": 4, "objects": 5}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one generated benchmark (per dataset unless said otherwise)."""
+
+    n_classes: int  # K sounding classes
+    train: int  # training pairs
+    val: int  # annotated validation positives
+    test: int  # VGG-SS-like test positives
+    flickr_test: int  # Flickr-like test positives (the real set has 250)
+    objects: int  # labelled single-object images (shared)
+    frame_size: int = 64  # square JPEG side (px)
+    jpeg_quality: int = 90
+    sample_rate: int = 8000  # Hz, mono 16-bit WAV
+    seconds: float = 1.5  # clip length; models take a centred 1-s crop
+
+
+SCALES = {
+    "smoke": Scale(n_classes=4, train=384, val=64, test=96, flickr_test=96, objects=256),
+    "quick": Scale(n_classes=8, train=3000, val=300, test=600, flickr_test=250, objects=2000),
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    """What makes a dataset Flickr-like or VGG-SS-like."""
+
+    name: str  # "flickr" or "vggss"
+    code: int  # its component of the random streams' seed
+    sizes: tuple[int, int, int, int]  # Table 1 positives per size bucket (small, medium, large, huge)
+    real_fraction: float  # real negatives / positives of the test set
+    annotators: int  # boxes per clip (jittered copies for Flickr)
+
+
+STYLES = {
+    "flickr": Style("flickr", 1, (0, 9, 83, 158), 42 / 250, 3),
+    "vggss": Style("vggss", 2, (134, 1796, 1726, 1502), 0.15, 1),  # paper 379/5158; more for small sets
+}
+
+
+@dataclass
+class Clip:
+    """One generated clip: media, label, annotation, and the scene it was drawn from."""
+
+    id: str
+    label: str  # class name of its sound
+    frame: np.ndarray  # (S, S, 3) uint8
+    audio: np.ndarray  # (N,) int16
+    boxes: list = field(default_factory=list)  # Flickr: 256-grid int boxes per annotator; VGG-SS: normalized
+    objects: list = field(default_factory=list)  # scene.Placed in drawing order; the sounding one last
+    area: float = 0.0  # Σ of the ground-truth map (224² px), 0 for negatives
+
+
+PURPOSES = ("plan", "clip", "tail", "extended")  # what a random stream is for
+
+
+def _stream(seed: int, dataset: int, split: int, purpose: str, *index: int) -> np.random.SeedSequence:
+    """The random stream of (seed, dataset, split, purpose[, index]): independent of order and processes.
+
+    Every key has a distinct purpose field (SeedSequence pads short keys with zeros, so keys of
+    different lengths must not share a prefix).
+    """
+    return np.random.SeedSequence([seed, dataset, split, PURPOSES.index(purpose), *index])
+
+
+def apportion(weights, n: int) -> np.ndarray:
+    """Split n into integer counts proportional to weights (largest remainder, ties to the first)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    exact = n * weights / weights.sum()
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    return counts
+
+
+def plan_split(style: Style, split: str, n: int, *, seed: int, n_classes: int) -> list[tuple[int, int]]:
+    """(class index, size bucket) of each clip of a split.
+
+    Validation, test and negative splits are balanced over classes and apportioned over the buckets
+    exactly (Table 1 proportions); training draws both i.i.d. A real negative's bucket sizes its
+    distractors.
+
+    Args:
+        style: the dataset style (its Table 1 size counts).
+        split: "train", "val", "test" or "negative".
+        n: number of clips.
+        seed: the benchmark's seed.
+        n_classes: K.
+
+    Returns:
+        n (class index in [0, K), bucket index in [0, 4)) pairs, bucket 0 = small … 3 = huge.
+    """
+    rng = np.random.default_rng(_stream(seed, style.code, SPLIT_CODES[split], "plan"))
+    weights = np.asarray(style.sizes, dtype=np.float64)
+    if split == "train":
+        classes = rng.integers(n_classes, size=n)
+        buckets = rng.choice(4, size=n, p=weights / weights.sum())
+    else:
+        classes = rng.permutation(np.arange(n) % n_classes)
+        buckets = rng.permutation(np.repeat(np.arange(4), apportion(weights, n)))
+    return [(int(c), int(b)) for c, b in zip(classes, buckets)]
+
+
+def clip_id(style: Style, split: str, index: int, rng: np.random.Generator) -> str:
+    """Flickr-like: a 10-digit number; VGG-SS-like: `<11 YouTube-like chars>_<6-digit second>`."""
+    if style.name == "flickr":
+        return f"9{SPLIT_CODES[split]}{index:08d}"
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    chars = letters + "0123456789-_"
+    head = letters[rng.integers(len(letters))] + "".join(chars[i] for i in rng.integers(len(chars), size=10))
+    return f"{head}_{int(rng.integers(0, 600)):06d}"
+
+
+def _annotate(rng: np.random.Generator, style: Style, visible: tuple) -> list:
+    """Annotation boxes of a visible box: one normalized box (1/320 grid) or jittered 256-grid boxes."""
+    if style.name == "vggss":
+        return [[round(v * 320 / scene.GRID) / 320 for v in visible]]
+    boxes = []
+    for _ in range(style.annotators):
+        sigma = 0.04 * 256 / scene.GRID * np.array([visible[2] - visible[0], visible[3] - visible[1]] * 2)
+        box = np.round(np.asarray(visible) * 256 / scene.GRID + rng.normal(0, 1, 4) * sigma)
+        x0, y0, x1, y1 = np.clip(box, 0, 256).astype(int)
+        boxes.append([int(x0), int(y0), max(int(x1), int(x0) + 2), max(int(y1), int(y0) + 2)])
+    return boxes
+
+
+def _map_boxes(style: Style, boxes: list) -> np.ndarray:
+    """Annotation boxes as the readers convert them to 224-px ints (design §4.1)."""
+    if style.name == "vggss":
+        return np.array([[int(np.floor(min(max(v, 0.0), 1.0) * 224)) for v in b] for b in boxes])
+    return np.array([[int(224 * v / 256) for v in b] for b in boxes])
+
+
+def _comparable(rng: np.random.Generator, area: float, count: int) -> list[float]:
+    """Areas of `count` distractors comparable to `area` (x0.5 to x1.5), at most half the frame."""
+    return [float(np.clip(area * np.exp(rng.uniform(np.log(0.5), np.log(1.5))), 16**2, 0.5 * 224**2))
+            for _ in range(count)]
+
+
+def _distractors(rng, specs, exclude: int, areas: list[float], taken: list[tuple]) -> list:
+    """Silent objects: of another class than `exclude` or neutral, placed to overlap `taken` little."""
+    objects = []
+    for area in areas:
+        full, visible = scene.place_apart(rng, area, taken)
+        others = [c for c in range(len(specs)) if c != exclude]
+        spec = specs[others[rng.integers(len(others))]] if rng.uniform() < 0.5 else None
+        objects.append(scene.make_object(rng, spec, full, visible))
+        taken.append(visible)
+    return objects
+
+
+def make_clip(style: Style, split: str, index: int, plan: tuple[int, int], *, seed: int, scale: Scale) -> Clip:
+    """Generate one clip (no I/O): a positive (train/val/test) or a real negative ("negative").
+
+    Args:
+        style: the dataset style.
+        split: "train", "val", "test" or "negative".
+        index: position in the split.
+        plan: (class index of its sound, size bucket) from `plan_split`.
+        seed: the benchmark's seed.
+        scale: sizes.
+
+    Returns:
+        The Clip; its frame, audio, boxes and area depend only on (seed, style, split, index, plan).
+    """
+    rng = np.random.default_rng(_stream(seed, style.code, SPLIT_CODES[split], "clip", index))
+    specs = scene.class_specs(scale.n_classes)
+    cls, bucket = plan
+    clip_name = clip_id(style, split, index, rng)
+    if split == "negative":  # only distractors, sized like positives' objects; the source is off-screen
+        area = rng.uniform(*BUCKET_AREAS[bucket])
+        count = int(rng.choice(3, p=[0.2, 0.4, 0.4]))
+        objects = _distractors(rng, specs, cls, _comparable(rng, area, count), [])
+        boxes, area = [], 0.0
+    else:
+        for _ in range(100):  # re-draw a placement whose annotation leaves the bucket or is a sliver
+            area = rng.uniform(*BUCKET_AREAS[bucket])
+            full, visible = scene.place_object(rng, area)
+            boxes = _annotate(rng, style, visible)
+            gt_area = float(gt_map(style.name, _map_boxes(style, boxes)).sum())
+            w, h = visible[2] - visible[0], visible[3] - visible[1]
+            if size_bucket(gt_area) == BUCKET_NAMES[bucket] and gt_area >= 128 and 0.25 <= w / h <= 4:
+                break
+        else:
+            raise RuntimeError(f"{style.name} {split} clip {index}: no placement in size bucket {bucket}")
+        target = scene.make_object(rng, specs[cls], full, visible)
+        count = int(rng.integers(0, 3))
+        objects = _distractors(rng, specs, cls, _comparable(rng, area, count), [visible]) + [target]
+        area = gt_area
+    frame = scene.render_frame(rng, scale.frame_size, objects)
+    audio = scene.synth_audio(rng, specs[cls], scale.sample_rate, scale.seconds)
+    return Clip(clip_name, specs[cls].name, frame, audio, boxes, objects, area)
+
+
+def make_object_image(index: int, label: int, *, seed: int, scale: Scale) -> np.ndarray:
+    """One image of the object set: a single object of class `label` (K = neutral), any size/place."""
+    rng = np.random.default_rng(_stream(seed, 0, SPLIT_CODES["objects"], "clip", index))
+    specs = scene.class_specs(scale.n_classes)
+    full, visible = scene.place_object(rng, float(np.exp(rng.uniform(np.log(24**2), np.log(200**2)))))
+    spec = specs[label] if label < len(specs) else None
+    return scene.render_frame(rng, scale.frame_size, [scene.make_object(rng, spec, full, visible)])
