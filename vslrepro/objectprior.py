@@ -20,8 +20,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from vslrepro.atomic import atomic_torch_save
 from vslrepro.data.errors import DataError
 from vslrepro.methods.backbones import build_image_encoder, load_weights_file
 
@@ -231,18 +230,6 @@ def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def load_or_pretrain(cache_dir: str | Path, profile: str, images: torch.Tensor, labels: torch.Tensor, *,
                      seed: int = 0, device: str | torch.device = "cpu", **train_kwargs: Any
                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -273,5 +260,5 @@ def load_or_pretrain(cache_dir: str | Path, profile: str, images: torch.Tensor, 
         if json.dumps(stored_key, sort_keys=True) == json.dumps(key, sort_keys=True):
             return stored["state_dict"], {**stored["info"], "cached": True, "path": str(path)}
     state, info = pretrain_object_prior(images, labels, seed=seed, device=device, **params)
-    _atomic_save({"state_dict": state, "info": info, "key": key}, path)
+    atomic_torch_save({"state_dict": state, "info": info, "key": key}, path)
     return state, {**info, "cached": False, "path": str(path)}

@@ -26,7 +26,7 @@ from typing import Any
 
 from vslrepro.methods import method_info
 from vslrepro.paths import NOTEBOOKS_DIR, results_dir
-from vslrepro.profiles import load_profile
+from vslrepro.profiles import load_profile, profile_path
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
     import papermill
 
     params = load_profile(profile)
-    profile_text = (Path(profile) if str(profile).endswith(".yaml")
-                    else NOTEBOOKS_DIR.parent / "params" / f"{profile}.yaml").read_text()
+    profile_text = profile_path(profile).read_text()
     out = results_dir(params["profile"])
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     stamps_dir = out / "stamps"

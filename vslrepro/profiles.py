@@ -19,15 +19,19 @@ PROFILES = ("smoke", "quick", "paper")
 DATASETS = ("flickr", "vggss")
 
 
+def profile_path(profile: str | Path) -> Path:
+    """`params/<profile>.yaml` for a profile name; a path ending in .yaml/.yml as it is."""
+    path = Path(profile)
+    return path if path.suffix in (".yaml", ".yml") else PARAMS_DIR / f"{profile}.yaml"
+
+
 def load_profile(profile: str | Path) -> dict[str, Any]:
     """Parse `params/<profile>.yaml` (or a YAML path) into a dict.
 
     Raises:
         FileNotFoundError: naming the file and the profiles that exist.
     """
-    path = Path(profile)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PARAMS_DIR / f"{profile}.yaml"
+    path = profile_path(profile)
     if not path.is_file():
         known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"profile file {path} not found (known profiles: {known})")

@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vslrepro import metrics
+from vslrepro.atomic import atomic_torch_save
 from vslrepro.data.cache import CachedPairs, normalize_images
 from vslrepro.data.splits import train_split, validation_split
 from vslrepro.evaluate import score_samples
@@ -39,13 +40,6 @@ from vslrepro.methods import method_info
 from vslrepro.methods.loading import build_for_training
 from vslrepro.provenance import environment
 from vslrepro.seeding import seed_everything
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def epoch_order(n: int, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
@@ -168,8 +162,8 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
                             "seconds": time.perf_counter() - tic})
             if scores["val_locacc"] > best["val_locacc"]:
                 best = {"epoch": epoch + 1, "val_locacc": scores["val_locacc"]}
-                atomic_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "epoch": epoch + 1, "history": history, "best": best}, out / "latest.pt")
             pd.DataFrame(history).to_csv(out / "history.csv", index=False, float_format="%.6g")
         if world > 1:

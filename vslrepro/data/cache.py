@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vslrepro.atomic import atomic_np_save
 from vslrepro.data.audio import load_audio, log_spectrogram
 from vslrepro.data.errors import DataError, SkipLog
 from vslrepro.data.images import IMAGENET_MEAN, IMAGENET_STD, load_frame
@@ -127,19 +127,12 @@ def build_cache(root: str | Path, pairs: Sequence[tuple[str, str]], folder: str 
         raise DataError(f"spectrogram shapes differ under {root}: {sorted({s.shape for s in specs})}; "
                         "clips must share one sample rate")
     target.mkdir(parents=True, exist_ok=True)
-    _atomic_save(target / "images.npy", np.stack(images))
-    _atomic_save(target / "specs.npy", np.stack(specs).astype(np.float32))
+    atomic_np_save(np.stack(images), target / "images.npy")
+    atomic_np_save(np.stack(specs).astype(np.float32), target / "specs.npy")
     (target / "pairs.json").write_text(json.dumps(kept))
     (target / "done.json").write_text(json.dumps({"n": len(kept), "mode": mode, "size": size,
                                                   "root": str(root)}))
     return load_cache(target)
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
 
 
 def load_cache(folder: str | Path) -> TensorCache:
