@@ -38,7 +38,8 @@ from vslrepro import metrics
 
 
 # ------------------------------------------------------------------------------------------------
-# Official-style references (written from methods.md §2.1–2.2)
+# Official-style references (written from stoneMo/EZ-VSL utils.py:Evaluator, test.py and
+# stoneMo/SLAVC utils.py:EvaluatorFull)
 # ------------------------------------------------------------------------------------------------
 
 def loop_ciou(pred: np.ndarray, gt: np.ndarray, pred_size: float = 0.5) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of vslrepro.data.builder: the extended test-set recipe (design §4.3) and its csv round trip."""
+"""Tests of vslrepro.data.builder: the extended-set recipe (docs/protocol.md §9), csv round trip."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ def real_profile(tmp_path, smoke_params):
     root = tmp_path / "Flickr"
     shutil.copytree(synthetic_root(smoke_params) / "flickr", root)
     params = {**smoke_params, "profile": "userdata", "datasets": ["flickr"],
+              "methods": {}, "references": {"center": {}, "random": {}},
               "data": {"source": "real", "flickr_list": "250",
                        "flickr": {"train_root": str(root), "train_list": "metadata/flickr_train.txt",
                                   "test_root": str(root), "metadata_root": str(root),
@@ -53,7 +54,30 @@ def test_missing_wav_is_named_or_skipped_on_request(real_profile, tmp_path, monk
     path = stages.evaluate(profile, "flickr", "center", "none", progress=False, skip_bad=True)
     samples = pd.read_csv(path, keep_default_na=False, dtype={"video": str, "audio": str})
     assert victim not in set(samples["audio"])  # every row that needs the file is left out ...
-    skipped = pd.read_csv(path.with_name(path.stem + ".skipped.csv"), dtype=str)
+    log = tmp_path / "results" / "userdata" / "skipped" / path.name  # its own place, not samples/
+    skipped = pd.read_csv(log, dtype=str)
     assert (skipped["id"] == victim).all() and skipped["file"].str.endswith(f"audio/{victim}.wav").all()
     assert len(samples) + len(skipped) == 192  # ... and listed, nothing substituted
-    assert json.loads(path.with_suffix(".json").read_text())["skipped"] == len(skipped)
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert (record["listed"], record["evaluated"], record["skipped"]) == (192, len(samples), len(skipped))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["flickr_center_none.csv", "flickr_center_none.json"]
+
+
+def test_tables_after_a_skip_build_and_state_the_skipped_count(real_profile, tmp_path, monkeypatch):
+    """`evaluate --skip-bad` on a damaged copy, then `tables`: they build and say what was left out."""
+    from vslrepro.__main__ import main
+
+    profile, root = real_profile
+    monkeypatch.setenv("VSLREPRO_RESULTS", str(tmp_path / "results"))
+    victim = pd.read_csv(root / "metadata" / "flickr_test.csv", header=None, dtype=str).iloc[7, 0]
+    (root / "frames" / f"{victim}.jpg").write_bytes(b"not a jpeg")
+    for method in ("center", "random"):
+        assert main(["evaluate", "--profile", str(profile), "--dataset", "flickr", "--method", method,
+                     "--checkpoint", "none", "--skip-bad"]) == 0
+    assert main(["tables", "--profile", str(profile)]) == 0
+    tables = tmp_path / "results" / "userdata" / "tables"
+    rows = 192 - len(pd.read_csv(tmp_path / "results" / "userdata" / "samples" / "flickr_center_none.csv"))
+    assert rows >= 1
+    for name in ("table2", "table3", "table4"):
+        text = (tables / f"{name}.md").read_text()
+        assert f"Centre prior / none: {rows} of 192 listed samples were left out" in text, text

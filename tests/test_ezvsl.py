@@ -1,4 +1,4 @@
-"""EZ-VSL and EZ-VSL + OGL: loss, maps, confidences, official checkpoints, fusion."""
+"""EZ-VSL: loss, maps, confidences, official checkpoints (EZ-VSL + OGL: tests/test_ogl.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from vslrepro.data.errors import DataError
-from vslrepro.methods import build_method
-from vslrepro.methods.backbones import SmallImageEncoder
 from vslrepro.methods.ezvsl import EZVSL, load_official_checkpoint, mil_contrastive_loss
-from vslrepro.methods.ogl import EZVSLOGL, object_map_quantile
 
 
 def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +145,7 @@ def test_official_checkpoint_errors_list_keys(tmp_path):
     checkpoint["model"]["module.extra.weight"] = torch.zeros(1)
     with pytest.raises(DataError, match=r"missing keys \['aud_proj.bias'\].*unexpected keys \['extra.weight'\]"):
         load_official_checkpoint(EZVSL(backbone="resnet18"), checkpoint)
-    with pytest.raises(DataError, match=r"best\.pth.*EZVSL\(backbone='small'"):
+    with pytest.raises(DataError, match=r"best\.pth does not fit EZVSL"):
         load_official_checkpoint(EZVSL(backbone="small"), path)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_official_checkpoint(EZVSL(backbone="small"), tmp_path / "missing.pth")
@@ -162,59 +159,3 @@ def test_own_state_dict_round_trip():
         assert not torch.allclose(a.raw_maps(image, spec), b.raw_maps(image, spec))
         load_official_checkpoint(b, {"model": a.state_dict()})
         assert torch.equal(a.raw_maps(image, spec), b.raw_maps(image, spec))
-
-
-def frozen_prior(seed: int = 7) -> nn.Module:
-    torch.manual_seed(seed)
-    return SmallImageEncoder().eval()
-
-
-def test_ogl_fusion_formula_and_confidence():
-    torch.manual_seed(0)
-    av = EZVSL(backbone="small").eval()
-    prior = frozen_prior()
-    ogl = EZVSLOGL(av, prior, alpha=0.4, obj_bounds=(0.0, 0.8)).eval()
-    image, spec = small_batch(3)
-    with torch.no_grad():
-        maps, confidence = ogl.localize(image, spec)
-        up = lambda x: F.interpolate(x[:, None], size=(224, 224), mode="bilinear", align_corners=True)[:, 0]
-        s = up(av.raw_maps(image, spec))
-        o = up(prior(image).abs().mean(1))
-        expected = 0.4 * (s * 0.03 + 1) / 2 + 0.6 * (o / 0.8).clamp(0, 1)
-        assert torch.allclose(maps, expected, atol=1e-5)
-        assert torch.allclose(ogl.object_map(image), prior(image).abs().mean(1))
-        assert torch.equal(confidence["max"], maps.flatten(1).max(1).values)
-        top = maps.flatten(1).topk(224 * 224 // 4, dim=1).values.mean(1)
-        assert torch.allclose(confidence["topk_mean"], top, atol=1e-6)
-        only_av = EZVSLOGL(av, prior, alpha=1.0).localize(image, spec).maps
-        assert torch.allclose(only_av, (s * 0.03 + 1) / 2, atol=1e-6)
-
-
-def test_ogl_is_frozen_not_trainable_and_registered(tmp_path):
-    prior = frozen_prior()
-    path = tmp_path / "prior.pt"
-    torch.save(prior.state_dict(), path)
-    ogl = build_method("ezvsl_ogl", backbone="small", object_weights=path, obj_bounds=(0.0, 1.5))
-    assert (ogl.name, ogl.trainable, ogl.trains_as) == ("ezvsl_ogl", False, "ezvsl")
-    ogl.train()
-    assert ogl.av_model.training and not ogl.object_backbone.training
-    assert not any(p.requires_grad for p in ogl.object_backbone.parameters())
-    image, spec = small_batch(2)
-    with torch.no_grad():
-        assert torch.equal(ogl.object_map(image), prior(image).abs().mean(1))
-    with pytest.raises(TypeError, match="not trainable"):
-        ogl(image, spec)
-    with pytest.raises(ValueError, match="object_weights"):
-        EZVSLOGL(backbone="small")
-    with pytest.raises(ValueError, match="alpha"):
-        EZVSLOGL(EZVSL(), prior, alpha=1.5)
-
-
-def test_object_map_quantile():
-    prior = frozen_prior()
-    image, _ = small_batch(5)
-    with torch.no_grad():
-        values = prior(image).abs().mean(1).flatten()
-    assert object_map_quantile(prior, image, q=0.99, batch_size=2) == pytest.approx(
-        torch.quantile(values, 0.99).item(), rel=1e-5)
-    assert object_map_quantile(prior, image, q=1.0) == pytest.approx(values.max().item(), rel=1e-6)

@@ -1,8 +1,9 @@
 """`summarize(mode="official")` against a plain, loop-by-loop reading of the SLAVC evaluator.
 
-The reference below is written from the procedure in methods.md §2.2 with Python lists and for loops
-(a second, independent reading, deliberately unvectorized), and must agree to 1e-9 (in practice the
-numbers are bit-identical).
+The reference below is written from the procedure of `stoneMo/SLAVC utils.py:EvaluatorFull`
+(`calc_precision_recall`, `calc_ap`, `finalize_stats`; see docs/protocol.md §5) with Python lists
+and for loops (a second, independent reading, deliberately unvectorized), and must agree to 1e-9
+(in practice the numbers are bit-identical).
 """
 
 from __future__ import annotations

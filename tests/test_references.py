@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vslrepro.methods import METHODS, MethodInfo, build_method, method_info, register
+from vslrepro.methods import METHODS, build_method, display_name, method_class, register
 from vslrepro.methods.base import LocalizationMethod, confidence_scores
 from vslrepro.methods.references import CenterPrior, RandomMap, gaussian_center_map
 
@@ -89,21 +89,35 @@ def test_confidence_scores_against_plain_computation():
         confidence_scores(maps[0], (0.0, 1.0))
 
 
-def test_registry_names_info_and_errors():
+def test_registry_names_classes_and_errors():
     assert {"ezvsl", "ezvsl_ogl", "random", "center"} <= set(METHODS)
-    assert method_info("ezvsl") == MethodInfo("ezvsl", "EZ-VSL", True, None, ("main",))
-    info = method_info("ezvsl_ogl")
-    assert (info.trainable, info.trains_as, info.display_name) == (False, "ezvsl", "EZ-VSL + OGL")
-    assert method_info("center").trainable is False
+    ezvsl = method_class("ezvsl")
+    assert (ezvsl.trainable, ezvsl.run_method(), ezvsl.checkpoints()) == (True, "ezvsl", ("best", "latest"))
+    ogl = method_class("ezvsl_ogl")
+    assert (ogl.trainable, ogl.run_method(), display_name("ezvsl_ogl")) == (False, "ezvsl", "EZ-VSL + OGL")
+    assert method_class("center").run_method() is None and method_class("center").checkpoints() == ("none",)
+    assert display_name("not_registered") == "not_registered"
     method = build_method("random", seed=4)
     assert isinstance(method, RandomMap) and method.seed == 4 and method.name == "random"
     assert build_method("ezvsl", backbone="small", dim=32).dim == 32
-    with pytest.raises(ValueError, match="unknown method 'lvs2'.*center, ezvsl, ezvsl_ogl, random"):
+    with pytest.raises(ValueError, match="unknown method 'lvs2'.*center, ezvsl, ezvsl_ogl"):
         build_method("lvs2")
     with pytest.raises(ValueError, match="unknown method"):
-        method_info("nope")
+        method_class("nope")
     with pytest.raises(ValueError, match="bad configuration for method 'center'.*sigma"):
         build_method("center", sigmaa=0.3)
+
+
+def test_methods_build_from_a_profile_dict():
+    params = {"seed": 7, "model": {"backbone": "small", "dim": 16},
+              "methods": {"ezvsl": {"tau": 0.05}}, "references": {"center": {"sigma": 0.3}, "random": None}}
+    assert method_class("ezvsl").config(params) == {"backbone": "small", "dim": 16, "tau": 0.05}
+    assert method_class("random").for_evaluation(params, "flickr", None).seed == 7
+    assert method_class("center").for_evaluation(params, "flickr", None).sigma == 0.3
+    with pytest.raises(ValueError, match="training-free"):
+        method_class("center").for_evaluation(params, "flickr", "best.pt")
+    with pytest.raises(TypeError, match="not trained on its own"):
+        method_class("center").for_training(params)
 
 
 def test_register_refuses_a_second_class_under_a_known_name():

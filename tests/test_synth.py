@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic benchmark (vslrepro.data.synth, design §4.2) on the smoke scale.
+"""Tests of the embedded synthetic benchmark (vslrepro.data.synth; docs/synthetic.md), smoke scale.
 
 They check the on-disk layout, the counts, determinism, that the readers read everything, that the
 ground-truth sizes follow the Table 1 proportions, and that the benchmark is neither trivial nor
@@ -20,12 +20,13 @@ from PIL import Image
 from scipy import ndimage
 from scipy.signal import spectrogram
 
+from vslrepro.__main__ import main as cli
 from vslrepro.data import synth_scene
 from vslrepro.data.annotations import gt_map, read_flickr_boxes
 from vslrepro.data.audio import load_audio
 from vslrepro.data.images import load_frame
 from vslrepro.data.lists import read_classes, read_flickr_test_ids, read_id_list
-from vslrepro.data.synth import SCALES, STYLES, apportion, generate, main, make_clip, plan_split
+from vslrepro.data.synth import SCALES, STYLES, apportion, generate, make_clip, plan_split
 from vslrepro.data.testsets import check_media, extended_testset, gt_maps, positives_index
 
 SCALE = SCALES["smoke"]
@@ -120,7 +121,7 @@ def test_deterministic_and_independent_of_workers(bench, tmp_path):
     again.mkdir()
     (again / "manifest.json").write_text("{}")  # a previous benchmark: replaced, stale files removed
     (again / "stale.txt").write_text("old")
-    main(["--profile", "smoke", "--out", str(again), "--seed", "0", "--workers", "2"])
+    assert cli(["data", "synth", "--profile", "smoke", "--out", str(again), "--seed", "0", "--workers", "2"]) == 0
     assert not (again / "stale.txt").exists()
     assert _tree_hash(again) == _tree_hash(bench)
 

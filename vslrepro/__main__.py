@@ -1,4 +1,4 @@
-"""The command line: every pipeline step can run without a notebook (design §2).
+"""The command line: every pipeline step can run without a notebook.
 
     python -m vslrepro reproduce --profile quick            # the whole pipeline (papermill)
     python -m vslrepro data synth --profile quick --out DIR  # the embedded synthetic benchmark
@@ -7,6 +7,7 @@
     python -m vslrepro train --profile quick --dataset vggss --method ezvsl [--out DIR]
     python -m vslrepro evaluate --profile quick --dataset vggss --method ezvsl --checkpoint latest
     python -m vslrepro evaluate --run DIR --checkpoint best [--method ezvsl_ogl]
+    python -m vslrepro evaluate --profile paper --dataset flickr --method ezvsl --checkpoint best.pth
     python -m vslrepro tables --profile quick
     python -m vslrepro bench train --profile quick
 """
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick", choices=["smoke", "quick"], help="benchmark scale")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="processes writing clips (same files for any number)")
     p = data.add_parser("table1", help="Table 1 (extended test-set statistics) of a profile's data")
     _profile(p)
     p.add_argument("--out", help="output stem (default results/<profile>/tables/table1)")
@@ -58,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a training run folder (its run.json names profile, dataset, method)")
     p.add_argument("--dataset", choices=["flickr", "vggss"])
     p.add_argument("--method", help="method to evaluate (default: the run's; e.g. ezvsl_ogl on an ezvsl run)")
-    p.add_argument("--checkpoint", default="latest", choices=["best", "latest", "none"])
+    p.add_argument("--checkpoint", default="latest",
+                   help="best or latest (the run's), none (training-free references), or a checkpoint "
+                        "file such as an official EZ-VSL best.pth")
     p.add_argument("--out", help="per-sample CSV path (default results/<profile>/samples/...)")
     p.add_argument("--device")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out samples whose frame/WAV is missing or unreadable, listing them in "
-                        "<csv>.skipped.csv (default: stop with an error naming the file)")
+                        "results/<profile>/skipped/ (default: stop with an error naming the file)")
 
     p = sub.add_parser("tables", help="Tables 1-4 and figures from the per-sample CSVs")
     _profile(p)
@@ -98,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         return main_reproduce(args.profile, force=args.force, only=args.only)
     if args.command == "data" and args.data_command == "synth":
         from vslrepro.data.synth import generate
-        manifest = generate(args.out, scale=args.profile, seed=args.seed)
+        manifest = generate(args.out, scale=args.profile, seed=args.seed, workers=args.workers)
         print(f"wrote the {args.profile} synthetic benchmark (seed {args.seed}) to {args.out}")
         print({k: v for k, v in manifest.items() if k in ("counts", "seconds")})
         return 0

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vslrepro.data.cache import CachedPairs, TensorCache, normalize_images
-from vslrepro.methods import build_method
-from vslrepro.methods.loading import method_config
+from vslrepro.data.cache import CachedPairs, TensorCache
+from vslrepro.data.images import normalize_images
+from vslrepro.methods import method_class
 from vslrepro.profiles import load_profile
 from vslrepro.seeding import seed_everything
 
@@ -54,7 +54,8 @@ def bench_train(args: SimpleNamespace) -> dict[str, float]:
     batch = args.batch_size or params["train"]["batch_size"]
     size = args.synthetic_size or params["input"]["image_size"]
     amp = bool(params["train"].get("amp")) and device.type == "cuda"
-    model = build_method(args.method, **method_config(params, args.method)).to(device)
+    cls = method_class(args.method)
+    model = cls(**cls.config(params)).to(device)  # random init: throughput only
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -1,10 +1,17 @@
-"""Per-sample evaluation: run a method over a test set and write one row per sample (design §5).
+"""Per-sample evaluation: run a method over a test set and write one row per sample.
 
 `score_samples` is the single code path used by training-time validation and by the evaluate
-stage: batched inference on CPU or GPU, ground-truth maps built per batch from the boxes (a 10k
-extended set never holds 10k 224x224 maps in memory), cIoU and every confidence score of the
-method per sample. `evaluate_run` wires it to a profile, a dataset, a method and a checkpoint,
-and writes the per-sample CSV that the table builders read.
+stage: batched inference on CPU or GPU, ground-truth maps built per batch from the boxes
+(`vslrepro.data.testsets.gt_maps`; a 10k extended set never holds 10k 224×224 maps in memory), cIoU
+and every confidence score of the method per sample. `evaluate` wires it to a profile, a dataset,
+a method and a checkpoint (ours or an official file), and writes the per-sample CSV that the
+table builders read, with its provenance record and, after `skip_bad`, the list of samples left out
+(paths from `vslrepro.layout`).
+
+Binarization (docs/protocol.md): `relative` keeps the top `1 − pred_size` of each min–max
+normalized map; `absolute` thresholds the map at `pred_thr` on the method's [0, 1] scale,
+(map − lo)/(hi − lo) with the method's fixed `map_bounds` — for EZ-VSL (S + 1/τ)/(2/τ) = (cos + 1)/2,
+as SLAVC's `test.py` does — never on the raw cos/τ values.
 """
 
 from __future__ import annotations
@@ -18,17 +25,18 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from vslrepro import metrics
-from vslrepro.data.annotations import gt_map
-from vslrepro.data.cache import CachedPairs, TensorCache, normalize_images
+from vslrepro import layout, metrics
+from vslrepro.data.cache import CachedPairs, TensorCache
+from vslrepro.data.errors import SkipLog
+from vslrepro.data.images import normalize_images
+from vslrepro.data.testsets import gt_maps
+from vslrepro.methods import method_class
 
 
-def _gt_batch(dataset: str, boxes: dict[str, np.ndarray], videos: list[str], positive: np.ndarray) -> np.ndarray:
-    maps = np.zeros((len(videos), 224, 224), dtype=np.float32)
-    for row, (video, is_positive) in enumerate(zip(videos, positive)):
-        if is_positive:
-            maps[row] = gt_map(dataset, boxes[video])
-    return maps
+def unit_scale(maps: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """(map − lo)/(hi − lo): a method's raw maps on its [0, 1] scale (fixed bounds, not per sample)."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return (maps - lo) / (hi - lo)
 
 
 @torch.no_grad()
@@ -39,8 +47,10 @@ def score_samples(method: torch.nn.Module, index: pd.DataFrame, cache: TensorCac
     """cIoU and confidences of `method` on every row of `index` (aligned with `cache.pairs`).
 
     Args:
+        method: a `LocalizationMethod` (its `map_bounds` scale the map for `absolute`).
         index: rows with `video`, `audio`, `positive`; `index.attrs["boxes"]` maps video id -> boxes.
         cache: test-mode tensor cache holding the same (video, audio) pairs in the same order.
+        dataset: whose ground truth ("flickr": consensus, "vggss": union).
 
     Returns:
         A copy of `index` with columns `ciou` and `confidence_<kind>` for every score the method gives.
@@ -48,22 +58,21 @@ def score_samples(method: torch.nn.Module, index: pd.DataFrame, cache: TensorCac
     pairs = list(zip(index["video"], index["audio"]))
     if pairs != [tuple(p) for p in cache.pairs]:
         raise ValueError(f"index and cache {cache.folder} hold different (video, audio) pairs")
-    boxes = index.attrs.get("boxes", {})
-    positive = index["positive"].to_numpy(bool)
-    videos = index["video"].tolist()
     loader = DataLoader(CachedPairs(cache, size=image_size, train=False), batch_size=batch_size,
                         shuffle=False)
     if progress:
         from tqdm.auto import tqdm
         loader = tqdm(loader, desc=f"evaluating {getattr(method, 'name', 'method')}", leave=False)
     method.eval()
+    bounds = getattr(method, "map_bounds", (0.0, 1.0))
     ious: list[np.ndarray] = []
     scores: dict[str, list[np.ndarray]] = {}
     for images, specs, rows in loader:
-        rows = rows.numpy()
         images = normalize_images(images.to(device))
         maps, confidence = method.localize(images, specs.to(device))
-        gt = torch.from_numpy(_gt_batch(dataset, boxes, [videos[r] for r in rows], positive[rows]))
+        if binarize == "absolute":
+            maps = unit_scale(maps.float(), bounds)
+        gt = torch.from_numpy(gt_maps(index.iloc[rows.numpy()], dataset))  # (b, 224, 224)
         ious.append(metrics.ciou(maps.float(), gt.to(maps.device), binarize=binarize,
                                  pred_size=pred_size, pred_thr=pred_thr))
         for kind, values in confidence.items():
@@ -87,5 +96,86 @@ def write_samples(samples: pd.DataFrame, path: str | Path, *, primary_confidence
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     samples.to_csv(path, index=False, float_format="%.6g")
-    path.with_suffix(".json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    layout.samples_record(path).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
     return path
+
+
+def weights_file(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
+                 run: str | Path | None = None) -> Path | None:
+    """The checkpoint file behind `checkpoint`: None ("none"), `<run>/best.pt` / `latest.pt` of the
+    profile's run (or of `run`), or `checkpoint` itself when it names a file (an official release)."""
+    if checkpoint == "none":
+        return None
+    if checkpoint in ("best", "latest"):
+        folder = Path(run) if run is not None else layout.run_dir(params, dataset, method)
+        path = layout.checkpoint_file(folder, checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found: train the run first "
+                                    f"(python -m vslrepro train --dataset {dataset} "
+                                    f"--method {layout.run_method(method)})")
+        return path
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} is neither best/latest/none nor a file")
+    return path
+
+
+def checkpoint_label(checkpoint: str) -> str:
+    """The checkpoint's name in result file names: best/latest/none, or `<file stem>-file`."""
+    return checkpoint if checkpoint in ("best", "latest", "none") else f"{Path(checkpoint).stem}-file"
+
+
+def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str, *,
+             run: str | Path | None = None, out: str | Path | None = None,
+             device: str | torch.device | None = None, progress: bool = False,
+             skip_bad: bool = False) -> Path:
+    """Evaluate `method` at `checkpoint` on `dataset`'s extended test set; write the per-sample CSV.
+
+    A missing or unreadable frame/WAV stops the evaluation with an error naming it; with `skip_bad`
+    such samples are left out and listed in the skip log (`layout.skip_log`), and counted in the
+    provenance record ("listed", "evaluated", "skipped") — never replaced by another sample.
+
+    Returns:
+        The per-sample CSV path.
+    """
+    from vslrepro.data.splits import test_split
+    from vslrepro.provenance import environment
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    weights = weights_file(params, dataset, method, checkpoint, run)
+    model = method_class(method).for_evaluation(params, dataset, weights).to(dev)
+    skip = SkipLog() if skip_bad else None
+    index, cache = test_split(params, dataset, skip=skip, progress=progress)
+    listed = int(index.attrs.get("listed", len(index)))
+    ev = params["evaluate"]
+    samples = score_samples(model, index, cache, dataset, batch_size=ev["batch_size"], device=dev,
+                            image_size=params["input"]["image_size"], binarize=ev["binarize"],
+                            pred_size=ev["pred_size"], pred_thr=ev["pred_thr"], progress=progress)
+    path = Path(out) if out else layout.samples_csv(params, dataset, method, checkpoint_label(checkpoint))
+    log = layout.skip_log(path)
+    log.unlink(missing_ok=True)
+    if skip is not None and len(skip):
+        skip.write_csv(log)
+    provenance = {"dataset": dataset, "method": method, "checkpoint": checkpoint_label(checkpoint),
+                  "weights": str(weights) if weights else None, "flickr_list": index.attrs.get("flickr_list"),
+                  "listed": listed, "evaluated": len(samples), "skipped": listed - len(samples),
+                  "skip_log": str(log) if log.is_file() else None, "params": params,
+                  "environment": environment()}
+    return write_samples(samples, path, primary_confidence=ev["confidence"], provenance=provenance)
+
+
+@torch.no_grad()
+def localize_rows(model: torch.nn.Module, index: pd.DataFrame, cache: TensorCache, rows: np.ndarray,
+                  dataset: str) -> dict[str, Any]:
+    """Frames, maps, ground truth and confidences of a few rows of a test set (for figures).
+
+    Returns:
+        {"images": uint8 (n, S, S, 3), "maps": (n, 224, 224), "gt": (n, 224, 224),
+         "confidence": {kind: (n,)}}.
+    """
+    images = torch.from_numpy(cache.images[rows].copy())                      # (n, 3, S, S) uint8
+    specs = torch.from_numpy(cache.specs[rows].copy())                        # (n, 1, F, T)
+    maps, confidence = model.eval().localize(normalize_images(images), specs)
+    return {"images": images.permute(0, 2, 3, 1).numpy(),                     # (n, S, S, 3)
+            "maps": maps.cpu().numpy(), "gt": gt_maps(index.iloc[rows], dataset),
+            "confidence": {k: v.cpu().numpy() for k, v in confidence.items()}}

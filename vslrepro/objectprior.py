@@ -1,12 +1,13 @@
 """The "object prior": supervised pretraining of the image encoder, standing in for ImageNet offline.
 
 The paper initializes the visual ResNet-18 of every baseline from ImageNet, and OGL uses a second
-ImageNet ResNet-18 as an objectness prior (methods.md §3.7). The `smoke`/`quick` profiles have no
-ImageNet; instead the synthetic benchmark ships a labelled single-object image set
-(`<root>/labels.csv` with header `id,class`, images in `<root>/images/<id>.jpg`, design §4.2), and
-this module trains the small image encoder on it: encoder → global average pool → linear head,
-cross-entropy on the class labels, random-resized-crop + horizontal-flip augmentation. The encoder's
-state_dict (same keys as `EZVSL.imgnet` for that backbone) then initializes EZ-VSL's image encoder and
+ImageNet ResNet-18 as an objectness prior (EZ-VSL's OGL, Mo & Morgado, ECCV 2022). The
+`smoke`/`quick` profiles have no ImageNet; instead the synthetic benchmark ships a labelled
+single-object image set (`<root>/labels.csv` with header `id,class`, images in
+`<root>/images/<id>.jpg`; docs/synthetic.md §4), and this module trains the small image encoder on
+it: encoder → global average pool → linear head, cross-entropy on the class labels,
+random-resized-crop + horizontal-flip augmentation. The encoder's state_dict (same keys as
+`EZVSL.imgnet` for that backbone) then initializes EZ-VSL's image encoder and
 serves as OGL's frozen object backbone.
 
 Determinism: model init, shuffling and augmentation draw from generators seeded by `seed`; on CPU
@@ -31,10 +32,8 @@ from torch import nn
 
 from vslrepro.atomic import atomic_torch_save
 from vslrepro.data.errors import DataError
+from vslrepro.data.images import normalize_images
 from vslrepro.methods.backbones import build_image_encoder, load_weights_file
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_object_set(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -85,13 +84,6 @@ def load_object_set(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[
         images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))  # (H, W, 3) -> (3, H, W)
     labels = torch.tensor([index[name] for _, name in records], dtype=torch.long)
     return torch.stack(images), labels, classes
-
-
-def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float32 ImageNet-normalized (B, 3, H, W), as the EZ-VSL inputs."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
 
 
 def random_resized_crop_flip(images: torch.Tensor, size: int, generator: torch.Generator,
@@ -188,7 +180,7 @@ def pretrain_object_prior(images: torch.Tensor, labels: torch.Tensor, *, backbon
         total_loss, correct = 0.0, 0
         for start in range(0, n, batch_size):
             rows = order[start:start + batch_size]
-            batch = normalize_uint8(images[rows])  # (b, 3, H, W) float on CPU
+            batch = normalize_images(images[rows])  # (b, 3, H, W) float on CPU
             batch = random_resized_crop_flip(batch, image_size, generator).to(device)
             target = labels[rows].to(device)
             logits = model(batch)
@@ -204,7 +196,7 @@ def pretrain_object_prior(images: torch.Tensor, labels: torch.Tensor, *, backbon
     correct = 0
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            batch = normalize_uint8(images[start:start + batch_size])
+            batch = normalize_images(images[start:start + batch_size])
             batch = F.interpolate(batch, size=(image_size, image_size), mode="bilinear",
                                   align_corners=False, antialias=True).to(device)
             correct += int((model(batch).argmax(dim=1).cpu() == labels[start:start + batch_size]).sum())

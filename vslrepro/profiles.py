@@ -1,4 +1,4 @@
-"""Profiles: one YAML file in params/ fixes data, backbones, epochs and budgets (design §3).
+"""Profiles: one YAML file in params/ fixes data, backbones, epochs and budgets.
 
 `load_profile("quick")` returns the parsed file as a plain dict; `dataset_config(profile, name)`
 resolves where one dataset's media and metadata live, for the embedded synthetic benchmark and
@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
+from vslrepro.data.testsets import DATASETS
 from vslrepro.paths import PARAMS_DIR, synthetic_data_dir
 
 PROFILES = ("smoke", "quick", "paper")
-DATASETS = ("flickr", "vggss")
 
 
 def profile_path(profile: str | Path) -> Path:
@@ -55,6 +55,8 @@ class DatasetConfig:
         val_list: annotated validation ids for early stopping (None: the test positives).
         val_annotations: validation annotations (VGG-SS json; Flickr uses Annotations/).
         flickr_list: "250" or "249".
+        val_from: validate on the test positives of this dataset instead (e.g. "flickr" for
+            VGG-SS, as the official VGGSound training scripts do); None: this dataset's own.
     """
 
     name: str
@@ -65,13 +67,14 @@ class DatasetConfig:
     val_list: Path | None
     val_annotations: Path | None
     flickr_list: str
+    val_from: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return {k: (str(v) if v is not None else None) for k, v in asdict(self).items()}
 
 
 def synthetic_root(params: dict[str, Any]) -> Path:
-    """Folder of the embedded synthetic benchmark of a profile (design §4.2)."""
+    """Folder of the embedded synthetic benchmark of a profile (docs/synthetic.md)."""
     return synthetic_data_dir(params["profile"], params["data"]["synth_scale"], params["seed"])
 
 
@@ -96,7 +99,8 @@ def dataset_config(params: dict[str, Any], name: str) -> DatasetConfig:
     if not entry:
         raise ValueError(f"profile {params['profile']!r}: data.{name} is not configured")
     metadata_root = Path(entry.get("metadata_root", entry["test_root"]))
-    val = entry.get("val", "test")
-    val_list = None if val == "test" else metadata_root / val
+    val = str(entry.get("val", "test"))
+    val_from = val[: -len("_test")] if val.endswith("_test") and val[: -len("_test")] in DATASETS else None
+    val_list = None if val == "test" or val_from else metadata_root / val
     return DatasetConfig(name, Path(entry["train_root"]), metadata_root / entry["train_list"],
-                         Path(entry["test_root"]), metadata_root, val_list, None, flickr_list)
+                         Path(entry["test_root"]), metadata_root, val_list, None, flickr_list, val_from)

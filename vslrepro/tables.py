@@ -5,7 +5,9 @@ writes (one per dataset × method × checkpoint; columns video, audio, positive,
 n_boxes, class, ciou, confidence, confidence_<kind>...) concatenated, with three more columns:
 `dataset` ("flickr"/"vggss"), `method` (registry name) and `checkpoint` ("best"/"latest", or "none" for
 training-free references such as the centre prior, which then fill both checkpoint columns).
-Rows are methods (display names, paper order first); columns are a (Dataset, Metric) MultiIndex.
+Rows are methods (display names from the method registry) in the order of the per-sample table (the
+profile's order); `with_paper_values` puts the paper's rows first, in the paper's order, then ours. Columns are
+a (Dataset, Metric) MultiIndex.
 """
 
 from __future__ import annotations
@@ -19,16 +21,9 @@ import numpy as np
 import pandas as pd
 
 from vslrepro import metrics
+from vslrepro.data.testsets import DATASET_NAMES, DATASETS, EXTENDED_NAMES
+from vslrepro.methods import display_name
 
-# Registry name -> display name, in the paper's row order, then our extra rows.
-METHOD_NAMES = {
-    "attention10k": "Attention10k", "coarsetofine": "CoarsetoFine", "dmc": "DMC", "dsol": "DSOL",
-    "lvs": "LVS", "hardpos": "HardPos", "ezvsl": "EZ-VSL", "ezvsl_ogl": "EZ-VSL + OGL",
-    "slavc": "SLAVC", "random": "Random map", "center": "Centre prior",
-}
-DATASETS = ("flickr", "vggss")
-DATASET_NAMES = {"flickr": "Flickr-SoundNet", "vggss": "VGG-SS"}                           # Table 2
-EXTENDED_NAMES = {"flickr": "Extended Flickr-SoundNet", "vggss": "Extended VGG-SS"}         # Tables 3–4
 REFERENCE_CHECKPOINT = "none"
 SIZE_COLUMNS = {"small": "Small", "medium": "Medium", "large": "Large", "huge": "Huge"}
 NEG_COLUMNS = {"real": "Real Neg", "easy": "Automated Easy Neg", "hard": "Automated Hard Neg",
@@ -41,7 +36,18 @@ COLUMN_NAMES = ["Dataset", "Metric"]
 
 
 def _display(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    """A row name: the registered method's display name, else the paper's name for a paper-only row."""
+    from vslrepro.methods import METHODS
+
+    if method in METHODS:
+        return display_name(method)
+    return paper_display_names().get(method, method)
+
+
+def paper_display_names() -> dict[str, str]:
+    """{method key: the paper's row name} for the methods of `paper_values.csv`."""
+    ref = paper_values()
+    return dict(zip(ref["method"], ref["display"]))
 
 
 def _ordered(keys, order) -> list:
@@ -73,7 +79,7 @@ def _grid(values: dict[tuple[str, str, str], float], labels: Mapping[str, str],
           columns: tuple[str, ...]) -> pd.DataFrame:
     """A methods × (Dataset, Metric) table from {(dataset, method, column): value}."""
     datasets = _ordered({k[0] for k in values}, DATASETS)
-    methods = _ordered({k[1] for k in values}, METHOD_NAMES)
+    methods = list(dict.fromkeys(k[1] for k in values))  # the order the rows were computed in
     table = pd.DataFrame(
         [[values.get((d, m, c), np.nan) for d in datasets for c in columns] for m in methods],
         index=pd.Index([_display(m) for m in methods], name="Method"),
@@ -255,7 +261,7 @@ def with_paper_values(table: pd.DataFrame, table_id: int) -> pd.DataFrame:
             raise ValueError(f"table {table_id} must have (Dataset, Metric) columns")
         values = {(r.dataset, r.method, r.column): r.value for r in ref.itertuples()}
         paper = _grid(values, labels, tuple(dict.fromkeys(ref["column"])))
-        methods = _ordered(set(table.index) | set(paper.index), list(METHOD_NAMES.values()))
+        methods = list(paper.index) + [m for m in table.index if m not in set(paper.index)]  # paper order, then ours
         columns = list(table.columns) + [c for c in paper.columns if c not in table.columns]
         ours = table.reindex(index=methods, columns=columns)
         paper = paper.reindex(index=methods, columns=columns)
@@ -310,3 +316,18 @@ def export(table: pd.DataFrame, stem: str | Path, *, caption: str = "") -> dict[
     tex += "".join(f"% {n}\n" for n in notes)
     paths["tex"].write_text(tex)
     return paths
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read back a table written by `export` (its csv), with its header levels restored.
+
+    Table 1 has one header row; Tables 2–4 have three (Dataset, Metric, Source) and the intervals
+    table is long with a (dataset, method, checkpoint) index. Numbers come back unrounded.
+    """
+    path = Path(path)
+    first = path.read_text().splitlines()[0].split(",")[0]
+    if first == "Dataset":  # Tables 2–4: a (Dataset, Metric, Source) column MultiIndex
+        return pd.read_csv(path, header=[0, 1, 2], index_col=0)
+    if first == "dataset":  # intervals
+        return pd.read_csv(path, index_col=[0, 1, 2])
+    return pd.read_csv(path, index_col=0)

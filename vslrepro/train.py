@@ -1,11 +1,19 @@
-"""The training protocol: fixed epochs, BEST and LATEST checkpoints, exact resume (design §7).
+"""The training protocol: fixed epochs, BEST and LATEST checkpoints, exact resume.
 
 One run trains one method on one dataset for `train.epochs` epochs. After every epoch it scores
 the annotated validation split and writes, atomically,
 - `latest.pt` — the weights after the last finished epoch (the fair, weakly-supervised protocol),
 - `best.pt`   — the weights of the epoch with the highest validation LocAcc (early stopping;
-  ties keep the earlier epoch),
+  ties keep the later epoch, as the official `train.py` compares with `>=`),
 - `history.csv` — loss, validation LocAcc/AUC and time per epoch.
+
+The validation split is the profile's choice (`data.<dataset>.val`): the official VGGSound scripts of
+EZ-VSL and SLAVC validate on the Flickr-SoundNet test positives, which the `paper` profile follows.
+Training runs in fp32, as the official code does; `train.amp: true` opts into bf16 autocast.
+
+A run folder belongs to one run identity (`vslrepro.layout.run_identity`: profile sections, the
+method's hyperparameters, the training code's hash), recorded in `latest.pt` and `run.json`; resuming
+or reusing a folder made under another identity is refused.
 
 Every random choice of epoch e derives from (seed, e): the batch order, each sample's crop and flip,
 and torch's global RNG (for dropout). A run killed at any point and started again resumes from
@@ -33,11 +41,13 @@ from torch.utils.data import DataLoader
 
 from vslrepro import metrics
 from vslrepro.atomic import atomic_torch_save
-from vslrepro.data.cache import CachedPairs, normalize_images
+from vslrepro.data.cache import CachedPairs
+from vslrepro.data.images import normalize_images
 from vslrepro.data.splits import train_split, validation_split
 from vslrepro.evaluate import score_samples
-from vslrepro.methods import method_info
-from vslrepro.methods.loading import build_for_training
+from vslrepro.layout import run_identity
+from vslrepro.methods import method_class
+from vslrepro.methods.checkpoints import load_weights_file
 from vslrepro.provenance import environment
 from vslrepro.seeding import seed_everything
 
@@ -69,17 +79,35 @@ def _device(requested: str | None, rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def validate(model: torch.nn.Module, index: pd.DataFrame, cache, dataset: str, params: dict[str, Any],
+def validate(model: torch.nn.Module, index: pd.DataFrame, cache, params: dict[str, Any],
              device: torch.device) -> dict[str, float]:
-    """Validation LocAcc and AUC over the annotated positives."""
+    """Validation LocAcc and AUC over the annotated positives (ground truth of the validation
+    split's own dataset, `index.attrs["dataset"]`, which may differ from the training dataset)."""
     ev = params["evaluate"]
-    samples = score_samples(model, index, cache, dataset, batch_size=ev["batch_size"], device=device,
+    samples = score_samples(model, index, cache, index.attrs["dataset"], batch_size=ev["batch_size"],
+                            device=device,
                             image_size=params["input"]["image_size"], binarize=ev["binarize"],
                             pred_size=ev["pred_size"], pred_thr=ev["pred_thr"])
     ious = samples["ciou"].to_numpy()
     stats = metrics.summarize(ious, np.ones_like(ious), np.ones(len(ious), dtype=bool),
                               iou_thr=ev["iou_thr"])  # positives only: LocAcc and AUC
     return {"val_locacc": float(stats["locacc"]), "val_auc": float(stats["auc"])}
+
+
+def _check_identity(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse a run folder made under another run identity (other parameters or training code)."""
+    recorded = None
+    if (out / "run.json").is_file():
+        recorded = json.loads((out / "run.json").read_text()).get("identity")
+    elif (out / "latest.pt").is_file():
+        recorded = load_weights_file(out / "latest.pt").get("identity")
+    else:
+        return
+    if json.dumps(recorded, sort_keys=True, default=str) != json.dumps(identity, sort_keys=True, default=str):
+        changed = sorted(k for k in identity if (recorded or {}).get(k) != identity[k])
+        raise RuntimeError(f"run folder {out} was made under another run identity (differs in: "
+                           f"{', '.join(changed) or 'everything'}); refusing to resume or reuse it. "
+                           f"Train into a new folder (--out) or delete {out}")
 
 
 def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path, *,
@@ -89,10 +117,13 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
     Returns:
         The run folder, holding best.pt, latest.pt, history.csv and run.json.
     """
-    info = method_info(method)
-    if not info.trainable or info.trains_as not in (None, method):
-        raise ValueError(f"{method!r} is not trained on its own (trains as {info.trains_as!r})")
+    cls = method_class(method)
+    if cls.run_method() != method:
+        raise ValueError(f"{method!r} is not trained on its own"
+                         + (f" (it reuses the {cls.trains_as!r} run)" if cls.trains_as else " (training-free)"))
+    identity = run_identity(params, method)
     out = Path(out)
+    _check_identity(out, identity)
     rank, world = _distributed()
     dev = _device(device, rank)
     cfg, seed = params["train"], int(params["seed"])
@@ -108,7 +139,7 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
         dist.barrier()
     if rank != 0:
         train_cache = train_split(params, dataset)
-    model = build_for_training(params, method).to(dev)
+    model = cls.for_training(params).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -116,19 +147,20 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
     best = {"epoch": -1, "val_locacc": -1.0}
     start = 0
     if (out / "latest.pt").is_file():
-        state = torch.load(out / "latest.pt", map_location=dev, weights_only=False)
+        state = load_weights_file(out / "latest.pt")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, best, start = state["history"], state["best"], state["epoch"]
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = CachedPairs(train_cache, size=params["input"]["image_size"], train=True, seed=seed)
     per_rank = cfg["batch_size"] // world
-    amp = bool(cfg.get("amp")) and dev.type == "cuda"
+    amp = bool(cfg.get("amp"))  # bf16 autocast, opt-in (the official code trains in fp32)
     delay = float(os.environ.get("VSLREPRO_BATCH_DELAY", "0"))  # testing aid: slow batches down
 
     for epoch in range(start, cfg["epochs"]):
         tic = time.perf_counter()
         data.set_epoch(epoch)
+        model.begin_epoch(epoch)
         torch.manual_seed(seed * 1_000 + epoch)  # dropout and any other in-model randomness
         order = epoch_order(len(data), seed, epoch, cfg["batch_size"], rank, world).tolist()
         loader = DataLoader(data, batch_size=per_rank, sampler=order, num_workers=cfg["num_workers"],
@@ -157,20 +189,22 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
             dist.all_reduce(mean_loss)
             mean_loss /= world
         if rank == 0:
-            scores = validate(model, val_index, val_cache, dataset, params, dev)
+            scores = validate(model, val_index, val_cache, params, dev)
             history.append({"epoch": epoch + 1, "loss": float(mean_loss), **scores,
                             "seconds": time.perf_counter() - tic})
-            if scores["val_locacc"] > best["val_locacc"]:
+            if scores["val_locacc"] >= best["val_locacc"]:  # ties: the later epoch (official >=)
                 best = {"epoch": epoch + 1, "val_locacc": scores["val_locacc"]}
                 atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "epoch": epoch + 1, "history": history, "best": best}, out / "latest.pt")
+                         "epoch": epoch + 1, "history": history, "best": best, "identity": identity},
+                        out / "latest.pt")
             pd.DataFrame(history).to_csv(out / "history.csv", index=False, float_format="%.6g")
         if world > 1:
             dist.barrier()
     if rank == 0:
         (out / "run.json").write_text(json.dumps({
-            "dataset": dataset, "method": method, "params": params, "best": best,
+            "dataset": dataset, "method": method, "identity": identity, "params": params, "best": best,
+            "validation": val_index.attrs.get("files", {}),
             "world_size": world, "device": str(dev), "environment": environment()}, indent=2,
             default=str) + "\n")
     if world > 1:

@@ -1,4 +1,4 @@
-"""Data for the benchmark, in the community's on-disk layout (design.md §4.1).
+"""Data for the benchmark, in the community's on-disk layout (docs/data.md §1).
 
 The readers: `audio` (WAV → log-spectrogram), `images` (frames, transforms), `annotations` (boxes,
 ground-truth maps, size buckets), `lists` (metadata lists), `testsets` (the extended test-set

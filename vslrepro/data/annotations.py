@@ -1,14 +1,15 @@
 """Ground-truth boxes (Flickr XML, VGG-SS JSON), ground-truth maps and size buckets.
 
-Original (`datasets.py:load_all_bboxes`, `bbox2gtmap`, methods.md §1.5): Flickr boxes come from one
-XML per clip, every `bbox` grandchild of the root holding an index field and then xmin, ymin, xmax,
-ymax on a 256×256 grid, mapped by int(224 v / 256); VGG-SS boxes are normalized [x0, y0, x1, y1]
-clipped to [0, 1], ×224 and truncated. The map adds 1 over rows ymin:ymax, cols xmin:xmax of each
-box; Flickr divides by 2 and clips at 1 (annotator consensus), VGG-SS sets any coverage to 1.
+Original (EZ-VSL / SLAVC `datasets.py:load_all_bboxes`, `bbox2gtmap`; docs/data.md §6): Flickr
+boxes come from one XML per clip, every `bbox` grandchild of the root holding an index field and
+then xmin, ymin, xmax, ymax on a 256×256 grid, mapped by int(224 v / 256); VGG-SS boxes are
+normalized [x0, y0, x1, y1] clipped to [0, 1], ×224 and truncated. The map adds 1 over rows
+ymin:ymax, cols xmin:xmax of each box; Flickr divides by 2 and clips at 1 (annotator consensus),
+VGG-SS sets any coverage to 1.
 
 Ours: the same values, with explicit errors for malformed files (the official loaders crash or
-silently swap in another sample). Size buckets follow SLAVC's `EvaluatorFull` (methods.md §2.2):
-by the area Σ G of the ground-truth map in 224² pixels.
+silently swap in another sample). Size buckets follow SLAVC `utils.py:EvaluatorFull`: by the
+area Σ G of the ground-truth map in 224² pixels.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Audio loading and the log-spectrogram, as the official EZ-VSL / SLAVC loaders compute them.
 
-The original (`datasets.py:load_spectrogram`, methods.md §1.3): decode a centred 3-s window with
-PyAV at the file's native rate, convert to signed 16-bit mono and divide by 32767, clip to [-1, 1],
-average the channels, tile a short clip ⌊n/len⌋ + 1 times and truncate, then
+The original (EZ-VSL / SLAVC `datasets.py:load_spectrogram`; docs/data.md §4): decode a centred
+3-s window with PyAV at the file's native rate, convert to signed 16-bit mono and divide by 32767,
+clip to [-1, 1], average the channels, tile a short clip ⌊n/len⌋ + 1 times and truncate, then
 `scipy.signal.spectrogram(x, fs=sr, nperseg=512, noverlap=274)` → `log(S + 1e-7)` → divide by 12
 (their `Normalize(mean=0, std=12)`). Test audio is also a 3-s crop: SLAVC's 5-s `audio_dur` is never
 used.

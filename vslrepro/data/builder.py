@@ -1,7 +1,7 @@
 """Build an extended test set (`*_test_plus_silent.csv`) from positives, classes and real negatives.
 
-The paper's recipe (Sec. 2, "Extended Flickr-SoundNet/VGG-SS"; design §4.3): the test set's positives
-(clips whose sound source is visible) are complemented by as many negatives:
+The paper's recipe (Sec. 2, "Extended Flickr-SoundNet/VGG-SS"; docs/protocol.md §9): the test
+set's positives (clips whose sound source is visible) are complemented by as many negatives:
 
 1. the hand-picked *real* negatives, clips whose own sound has no visible source (a row with
    `video == audio`);
@@ -62,7 +62,7 @@ def build_extended_testset(
     hard_fraction: float = 0.25,
     audio_pool: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Build the negatives of an extended test set with the paper's recipe (Sec. 2; design §4.3).
+    """Build an extended test set's negatives with the paper's recipe (Sec. 2; docs/protocol.md §9).
 
     Args:
         positives: the test positives, columns `id` (clip id) and `class` (its class label).

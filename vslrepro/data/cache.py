@@ -1,14 +1,20 @@
 """Decode frames and compute spectrograms once per dataset; reuse them across methods and epochs.
 
-The official loaders decode a JPEG and run an FFT for every sample of every epoch; on 2 CPU cores
-(or feeding an H100) that, not the model, bounds training speed. We decode once into a tensor
-cache on disk (NumPy `.npy`, memory-mapped), keyed by everything that changes its content:
+The official loaders (EZ-VSL / SLAVC `datasets.py`) decode a JPEG and run an FFT for every sample
+of every epoch; on 2 CPU cores (or feeding an H100) that, not the model, bounds training speed. We
+decode once into a tensor cache on disk (NumPy `.npy`, memory-mapped), keyed by everything that
+changes its content. The image geometry is `vslrepro.data.images`'s (details in docs/data.md):
 
-- images as uint8 (N, 3, L, L): for training L = int(1.1 * size) (the official Resize(246) for
-  224), centre-cropped to a square when the frame is not square — the random 224 crop and the flip
-  are then done per sample from this tensor (deviation: the official crop can also move along the
-  long side of a non-square frame); for testing L = size (the official squash to (size, size)).
-- spectrograms as float32 (N, 1, F, T) with the official centred crop and log-PSD / 12.
+- test caches: `images.npy`, uint8 (N, 3, size, size), each frame squashed to (size, size)
+  (`resize_for_test`, the official Resize((size, size), bicubic)).
+- train caches: each frame resized so that its shorter side is L = int(1.1 * size) with its aspect
+  ratio kept (`resize_for_train`, the official Resize(L), e.g. 246 x 437 for a 16:9 frame at
+  size 224). Frames differ in shape, so they are stored ragged: `images.npy` is the flat uint8
+  concatenation of the C-ordered (3, h_i, w_i) frames and `shapes.npy` int32 (N, 2) their (h, w);
+  frame i starts at sum_{j<i} 3 h_j w_j. The random size x size crop (anywhere in the frame, as
+  the official RandomCrop) and the horizontal flip are drawn per sample (`random_crop_flip`).
+- spectrograms, both modes: `specs.npy`, float32 (N, 1, F, T) with the official centred crop and
+  log-PSD / 12.
 
 `CachedPairs` turns a cache into a torch Dataset whose augmentation is seeded by (seed, epoch,
 index), so results do not depend on the number of DataLoader workers, nor on an interruption.
@@ -18,26 +24,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from vslrepro.atomic import atomic_np_save
+from vslrepro.atomic import atomic_np_save, atomic_write
 from vslrepro.data.audio import load_audio, log_spectrogram
 from vslrepro.data.errors import DataError, SkipLog
-from vslrepro.data.images import IMAGENET_MEAN, IMAGENET_STD, load_frame
+from vslrepro.data.images import load_frame, random_crop_flip, resize_for_test, resize_for_train, to_chw
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: train frames keep their aspect ratio (ragged images.npy + shapes.npy)
 
 
 @dataclass(frozen=True)
 class AudioParams:
-    """How a clip becomes a spectrogram (design §4.1)."""
+    """How a clip becomes a spectrogram: a `duration`-s window centred in the clip, then an STFT
+    with `nperseg` and `noverlap` (official EZ-VSL / SLAVC `datasets.py`: 3 s, 512, 274)."""
 
     duration: float = 3.0
     nperseg: int = 512
@@ -45,19 +51,10 @@ class AudioParams:
 
 
 def _frame_array(path: Path, mode: str, size: int) -> np.ndarray:
-    """Decode one frame to uint8 (3, L, L) following the train or test geometry."""
+    """Decode one frame to uint8 (3, h, w): (3, size, size) for test, shorter side int(1.1 size) for train."""
     image = load_frame(path)
-    if mode == "test":
-        image = image.resize((size, size), Image.BICUBIC)
-    else:
-        side = int(size * 1.1)
-        w, h = image.size
-        scale = side / min(w, h)
-        image = image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BICUBIC)
-        w, h = image.size
-        left, top = (w - side) // 2, (h - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()  # (H, W, 3) -> (3, H, W)
+    resize = resize_for_test if mode == "test" else resize_for_train
+    return to_chw(resize(image, size))
 
 
 def _spectrogram(path: Path, audio: AudioParams) -> np.ndarray:
@@ -78,15 +75,57 @@ def cache_key(root: Path, pairs: Sequence[tuple[str, str]], mode: str, size: int
 
 @dataclass
 class TensorCache:
-    """Memory-mapped images (N, 3, L, L) uint8 and spectrograms (N, 1, F, T) float32."""
+    """Memory-mapped images (uint8) and spectrograms (N, 1, F, T) float32 of N (video, audio) pairs.
+
+    `images` is (N, 3, S, S) when `shapes` is None (test caches; also any caller-built cache of
+    equal-size frames), else the flat concatenation of the (3, h, w) frames whose (h, w) are the
+    rows of `shapes` (train caches). `image(i)` returns frame i as a (3, h, w) view in both cases.
+    """
 
     images: np.ndarray
     specs: np.ndarray
     pairs: list[tuple[str, str]]
-    folder: Path
+    folder: Path | None
+    shapes: np.ndarray | None = None
+    offsets: np.ndarray | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.shapes is None:
+            return
+        if self.shapes.shape == (len(self.pairs), 2):
+            sizes = 3 * self.shapes[:, 0].astype(np.int64) * self.shapes[:, 1].astype(np.int64)
+            self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # (N + 1,)
+        if self.offsets is None or self.images.shape != (self.offsets[-1],):
+            raise DataError(f"ragged image cache {self.folder}: images {self.images.shape} and shapes "
+                            f"{self.shapes.shape} do not describe {len(self.pairs)} frames")
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def image(self, index: int) -> np.ndarray:
+        """Frame `index` as a uint8 (3, h, w) view (memory-mapped: copy what you keep)."""
+        if self.shapes is None:
+            return self.images[index]
+        h, w = (int(v) for v in self.shapes[index])
+        return self.images[self.offsets[index]:self.offsets[index + 1]].reshape(3, h, w)
+
+
+def _save_ragged(frames: list[np.ndarray], path: Path) -> None:
+    """Save uint8 (3, h_i, w_i) frames as one flat .npy, frame after frame, atomically.
+
+    Written piecewise (header, then each frame) so that peak memory is the frames themselves, not
+    a second, concatenated copy.
+    """
+    total = sum(frame.size for frame in frames)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+              "shape": (total,)}
+
+    def write(stream) -> None:
+        np.lib.format.write_array_header_1_0(stream, header)
+        for frame in frames:
+            stream.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+
+    atomic_write(path, write)
 
 
 def build_cache(root: str | Path, pairs: Sequence[tuple[str, str]], folder: str | Path, *,
@@ -127,7 +166,11 @@ def build_cache(root: str | Path, pairs: Sequence[tuple[str, str]], folder: str 
         raise DataError(f"spectrogram shapes differ under {root}: {sorted({s.shape for s in specs})}; "
                         "clips must share one sample rate")
     target.mkdir(parents=True, exist_ok=True)
-    atomic_np_save(np.stack(images), target / "images.npy")
+    if mode == "train":
+        atomic_np_save(np.array([image.shape[1:] for image in images], dtype=np.int32), target / "shapes.npy")
+        _save_ragged(images, target / "images.npy")
+    else:
+        atomic_np_save(np.stack(images), target / "images.npy")
     atomic_np_save(np.stack(specs).astype(np.float32), target / "specs.npy")
     (target / "pairs.json").write_text(json.dumps(kept))
     (target / "done.json").write_text(json.dumps({"n": len(kept), "mode": mode, "size": size,
@@ -136,18 +179,21 @@ def build_cache(root: str | Path, pairs: Sequence[tuple[str, str]], folder: str 
 
 
 def load_cache(folder: str | Path) -> TensorCache:
-    """Open a finished cache folder memory-mapped."""
+    """Open a finished cache folder memory-mapped (train caches: with their `shapes.npy`)."""
     folder = Path(folder)
     pairs = [tuple(p) for p in json.loads((folder / "pairs.json").read_text())]
+    shapes = np.load(folder / "shapes.npy") if (folder / "shapes.npy").is_file() else None
     return TensorCache(np.load(folder / "images.npy", mmap_mode="r"),
-                       np.load(folder / "specs.npy", mmap_mode="r"), pairs, folder)
+                       np.load(folder / "specs.npy", mmap_mode="r"), pairs, folder, shapes)
 
 
 class CachedPairs(Dataset):
     """(uint8 image (3, size, size), spectrogram (1, F, T), index) from a TensorCache.
 
-    In `train` mode each item is randomly cropped to `size` and flipped with a generator seeded by
-    (seed, epoch, index): the same epoch gives the same batch content whatever the workers.
+    In `train` mode each item is randomly cropped to `size` anywhere in its frame and flipped
+    (`vslrepro.data.images.random_crop_flip`) with a generator seeded by (seed, epoch, index): the
+    same epoch gives the same batch content whatever the workers. Otherwise the cached frame, which
+    must then be size x size, is returned as is.
     """
 
     def __init__(self, cache: TensorCache, *, size: int, train: bool, seed: int = 0) -> None:
@@ -161,21 +207,11 @@ class CachedPairs(Dataset):
         return len(self.cache)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image = torch.from_numpy(np.array(self.cache.images[index]))  # (3, L, L) uint8
-        spec = torch.from_numpy(np.array(self.cache.specs[index]))    # (1, F, T) float32
+        frame = self.cache.image(index)                              # (3, h, w) uint8, memory-mapped
+        spec = torch.from_numpy(np.array(self.cache.specs[index]))  # (1, F, T) float32
         if self.train:
             seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
-            gen = torch.Generator().manual_seed(int(seed))
-            side = image.shape[-1]
-            top, left = torch.randint(0, side - self.size + 1, (2,), generator=gen).tolist()
-            image = image[:, top:top + self.size, left:left + self.size]
-            if torch.rand((), generator=gen) < 0.5:
-                image = image.flip(-1)
+            image = random_crop_flip(frame, self.size, torch.Generator().manual_seed(int(seed)))
+        else:
+            image = torch.from_numpy(np.array(frame))
         return image, spec, index
-
-
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float ImageNet-normalized, on the images' device."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std

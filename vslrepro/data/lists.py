@@ -1,12 +1,12 @@
 """Metadata lists: training id lists, test lists, the extended test csv, class labels.
 
-Formats (design.md §4.1, methods.md §1.2): `metadata/*.txt` has one id per line;
+Formats (docs/data.md §2): `metadata/*.txt` has one id per line;
 `flickr_test.csv` has rows `id,int` (CRLF, no header; only column 0 is used); `vggss_test.csv` one
 id per row; `*_test_plus_silent.csv` has header `video,audio,label` and the official loader keeps the
 rows whose label is `non-sounding`; `classes.csv` (our synthetic sets) has header `id,class`;
 VGGSound's `vggsound.csv` has no header and rows `youtube_id,start_seconds,label,split`.
 
-The Flickr test list exists in two versions (methods.md §1.2): 250 ids (SLAVC) and 249 ids
+The Flickr test list exists in two versions (docs/data.md §3): 250 ids (SLAVC) and 249 ids
 (EZ-VSL / LVS), which lack id 3908875350. `read_flickr_test_ids(variant=...)` selects either.
 """
 

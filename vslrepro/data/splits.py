@@ -43,7 +43,9 @@ def train_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = Non
 
 def _cached_index(params: dict[str, Any], cfg: DatasetConfig, index: pd.DataFrame, *,
                   skip: SkipLog | None, progress: bool) -> tuple[pd.DataFrame, TensorCache]:
+    listed = len(index)
     index = check_media(index, cfg.test_root, skip=skip)
+    index.attrs["listed"] = listed  # rows of the list, before any sample was skipped
     cache = build_cache(cfg.test_root, list(zip(index["video"], index["audio"])),
                         tensor_dir(params, cfg.name), mode="test",
                         size=params["input"]["image_size"], audio=audio_params(params), skip=skip,
@@ -54,13 +56,21 @@ def _cached_index(params: dict[str, Any], cfg: DatasetConfig, index: pd.DataFram
         attrs = index.attrs
         index = index[mask].reset_index(drop=True)
         index.attrs = attrs
+    index.attrs["listed"] = listed
     return index, cache
 
 
 def validation_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None,
                      progress: bool = False) -> tuple[pd.DataFrame, TensorCache]:
-    """Annotated positives used for early stopping (BEST): a validation list, or the test positives."""
+    """Annotated positives used for early stopping (BEST): a validation list, the dataset's test
+    positives, or another dataset's test positives (`val_from`: the official VGGSound training
+    scripts validate on the Flickr-SoundNet test set). `index.attrs["dataset"]` says whose ground
+    truth applies."""
     cfg = dataset_config(params, name)
+    if cfg.val_from is not None and cfg.val_from != name:
+        other = dataset_config(params, cfg.val_from)
+        index = positives_index(other.name, other.metadata_root, flickr_list=other.flickr_list)
+        return _cached_index(params, other, index, skip=skip, progress=progress)
     if cfg.val_list is None and cfg.val_annotations is None:
         index = positives_index(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
     else:

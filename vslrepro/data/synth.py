@@ -1,6 +1,6 @@
-"""The embedded synthetic benchmark: a Flickr-like and a VGG-SS-like dataset + an object set (design §4.2).
+"""The embedded synthetic benchmark: a Flickr-like and a VGG-SS-like dataset + an object set (docs/synthetic.md).
 
-Written in exactly the community's on-disk layout (design §4.1), so every reader, builder and metric
+Written in exactly the community's on-disk layout (docs/data.md), so every reader, builder and metric
 runs on it unchanged:
 
     OUT/flickr/{frames,audio,Annotations}/, metadata/flickr_{train.txt,val.csv,test.csv,
@@ -21,7 +21,6 @@ Each clip is a pure function of (seed, dataset, split, index): parallelism and o
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -148,7 +147,7 @@ def _write_objects(root: Path, scale: Scale, seed: int, pool) -> int:
 
 
 def generate(out: str | Path, *, scale: str = "quick", seed: int = 0, workers: int = 1) -> dict:
-    """Generate the synthetic benchmark under `out` (design §4.2), atomically.
+    """Generate the synthetic benchmark under `out` (docs/synthetic.md), atomically.
 
     The tree is built in `<out>.partial` and moved to `out` when complete; an `out` holding a previous
     benchmark (it has a manifest.json) is replaced, any other non-empty `out` is refused.
@@ -199,19 +198,3 @@ def generate(out: str | Path, *, scale: str = "quick", seed: int = 0, workers: i
     partial.rename(out)
     return manifest
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """`python -m vslrepro data synth --profile {smoke,quick} --out DIR [--seed N]` (the arguments after `synth`)."""
-    parser = argparse.ArgumentParser(prog="vslrepro data synth", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", "--scale", dest="scale", choices=sorted(SCALES), default="quick")
-    parser.add_argument("--out", required=True, type=Path, help="folder to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="generating processes (output identical)")
-    args = parser.parse_args(argv)
-    manifest = generate(args.out, scale=args.scale, seed=args.seed, workers=args.workers)
-    print(json.dumps(manifest["counts"], indent=1, sort_keys=True))
-    return manifest
-
-
-if __name__ == "__main__":
-    main()

@@ -145,7 +145,7 @@ def _annotate(rng: np.random.Generator, style: Style, visible: tuple) -> list:
 
 
 def _map_boxes(style: Style, boxes: list) -> np.ndarray:
-    """Annotation boxes as the readers convert them to 224-px ints (design §4.1)."""
+    """Annotation boxes as the readers convert them to 224-px ints (docs/data.md §6)."""
     if style.name == "vggss":
         return np.array([[int(np.floor(min(max(v, 0.0), 1.0) * 224)) for v in b] for b in boxes])
     return np.array([[int(224 * v / 256) for v in b] for b in boxes])

@@ -1,4 +1,4 @@
-"""Objects, frames and sounds of the embedded synthetic benchmark (design §4.2).
+"""Objects, frames and sounds of the embedded synthetic benchmark (docs/synthetic.md).
 
 Each sounding class has a visual appearance (a shape, a hue and a texture family, jittered per
 instance) and a sound signature (a harmonic tone with a class-specific fundamental range, number of

@@ -1,14 +1,15 @@
 """The index of a (extended) test set: one row per (frame, sound) pair, built from metadata only.
 
-Original (SLAVC `datasets.py:get_test_dataset`, methods.md §1.1–1.2): the positives are the ids of
+Original (SLAVC `datasets.py:get_test_dataset`; docs/data.md §1–2): the positives are the ids of
 the test list that have both media files, sorted, with their boxes; the extended set appends one
 negative per `non-sounding` row of `metadata/{name}_test_plus_silent.csv` (frame from `video`,
 sound from `audio`, no boxes) and shuffles without a seed.
 
 Ours: the same rows, in file order (the metrics do not depend on order), with the columns the
 evaluation needs — n_boxes, area Σ G of the ground-truth map, size bucket, classes, and the
-negative's type (design.md §4.1): `video == audio` → "real"; otherwise "hard" when both clips have
-the same known class, "easy" when their known classes differ, "automated" when a class is unknown.
+negative's type (docs/data.md §2, "Negative types"): `video == audio` → "real"; otherwise "hard"
+when both clips have the same known class, "easy" when their known classes differ, "automated"
+when a class is unknown.
 Media are not read here; `check_media` checks they exist and, unlike the official loader which
 silently drops missing ids (and later swaps failing samples for random others), raises or records
 each one in a SkipLog.
@@ -32,7 +33,9 @@ from vslrepro.data.lists import (
     read_vggsound_csv,
 )
 
-DATASETS = ("flickr", "vggss")
+DATASETS = ("flickr", "vggss")  # the two benchmarks, by the names used everywhere in the package
+DATASET_NAMES = {"flickr": "Flickr-SoundNet", "vggss": "VGG-SS"}                    # Table 2 headers
+EXTENDED_NAMES = {"flickr": "Extended Flickr-SoundNet", "vggss": "Extended VGG-SS"}  # Tables 1, 3, 4
 COLUMNS = ("video", "audio", "positive", "neg_type", "n_boxes", "area", "size", "class", "audio_class")
 STR_COLUMNS = ("video", "audio", "neg_type", "size", "class", "audio_class")
 

@@ -1,17 +1,20 @@
 """Localization methods by name: the registry.
 
-Every method module decorates its class with `@register("<name>")`; `build_method(name, **cfg)`
-builds one from a profile's configuration and `method_info(name)` says how it is trained.
+Every method module decorates its class with `@register("<name>")`; `method_class(name)` returns
+the class, which owns everything about the method (the contract is in `vslrepro.methods.base`):
+its display name, whether and how it trains, how it is built from a profile and loaded for
+evaluation. `build_method(name, **cfg)` builds one from keyword arguments.
 
-    >>> from vslrepro.methods import build_method, method_info
-    >>> method_info("ezvsl_ogl").trains_as
+    >>> from vslrepro.methods import method_class
+    >>> method_class("ezvsl_ogl").run_method()
     'ezvsl'
+
+A new method is one module under `vslrepro/methods/` (imported below) and its parameters in
+`params/*.yaml`; a class registered anywhere else (e.g. in a test) works the same way.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 METHODS: dict[str, type] = {}
@@ -37,10 +40,21 @@ def register(name: str) -> Callable[[T], T]:
     return decorate
 
 
-def _lookup(name: str) -> type:
+def method_class(name: str) -> type:
+    """The class registered as `name`.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
+
+
+def display_name(name: str) -> str:
+    """The table name of a method (its registry name when it is not registered, or has none)."""
+    cls = METHODS.get(name)
+    return (cls.display_name or name) if cls is not None else name
 
 
 def build_method(name: str, **cfg: Any):
@@ -50,37 +64,7 @@ def build_method(name: str, **cfg: Any):
         ValueError: for an unknown name (listing the known ones) or a configuration key the method
             does not accept (listing the accepted ones).
     """
-    cls = _lookup(name)
-    signature = inspect.signature(cls.__init__)
-    try:
-        signature.bind(None, **cfg)
-    except TypeError as error:
-        accepted = [p for p in signature.parameters if p != "self"]
-        raise ValueError(f"bad configuration for method {name!r}: {error}; "
-                         f"accepted parameters: {', '.join(accepted)}") from error
-    return cls(**cfg)
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """How a registered method is trained and shown."""
-
-    name: str
-    display_name: str
-    trainable: bool
-    trains_as: str | None  # the registry name of the training run it reuses; None = its own / none
-    stages: tuple[str, ...]
-
-
-def method_info(name: str) -> MethodInfo:
-    """Training facts and display name of the method registered as `name` (no model is built).
-
-    Raises:
-        ValueError: for an unknown name.
-    """
-    cls = _lookup(name)
-    return MethodInfo(name=name, display_name=cls.display_name or name, trainable=bool(cls.trainable),
-                      trains_as=cls.trains_as, stages=tuple(cls.stages))
+    return method_class(name).build(**cfg)
 
 
 # Method modules register themselves on import; they need `register` defined above.

@@ -1,6 +1,6 @@
 """Image and audio encoders: torchvision ResNet-18 (profile `paper`) and a small CNN (`smoke`/`quick`).
 
-Original (EZ-VSL and SLAVC `model.py`, methods.md §3.7):
+Original (stoneMo/EZ-VSL and stoneMo/SLAVC `model.py`; see docs/methods/ezvsl.md):
 - image: torchvision `resnet18(pretrained=True)` with `avgpool` and `fc` replaced by `nn.Identity`;
   its forward flattens the 512×7×7 layer4 map, which the model unflattens again (224 px only).
 - audio: torchvision `resnet18()` from scratch, `conv1` = Conv2d(1, 64, 7, 2, 3, bias=False),
@@ -21,39 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.serialization import safe_globals
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from torchvision.models.resnet import BasicBlock
 
 from vslrepro.data.errors import DataError
-
-# numpy scalars appear in official checkpoints (e.g. EZ-VSL's `best_cIoU`, a numpy float64); they are
-# allow-listed so that checkpoints load with torch.load(weights_only=True), i.e. without running
-# arbitrary pickled code.
-_NUMPY_CORE = getattr(np, "_core", None) or np.core
-_SAFE_NUMPY = [_NUMPY_CORE.multiarray.scalar, np.dtype, *(type(np.dtype(t)) for t in
-                                                         (np.float64, np.float32, np.int64, np.int32))]
-
-
-def load_weights_file(path: str | Path) -> Any:
-    """`torch.load` a checkpoint or state_dict file onto the CPU, safely (weights_only=True).
-
-    Raises:
-        FileNotFoundError: if `path` does not exist.
-        DataError: naming the file if it cannot be unpickled as plain tensors/containers.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        with safe_globals(_SAFE_NUMPY):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError, ...
-        raise DataError(f"cannot read weights file {path}: {error}") from error
-
+from vslrepro.methods.checkpoints import load_weights_file
 
 def official_init_(module: nn.Module) -> nn.Module:
     """Re-initialize `module` in place the way EZ-VSL/SLAVC initialize their non-pretrained parts.

@@ -1,24 +1,44 @@
-"""The interface every localization method implements, and the two confidence scores.
+"""The interface every localization method implements: the plug-in contract.
 
-A method is a `torch.nn.Module` used two ways (ARCHITECTURE.md, "Conventions"):
+A method is one module under `vslrepro/methods/` holding one `LocalizationMethod` subclass,
+registered by name with `@register("<name>")`. The class owns everything about itself, so that no
+other module branches on a method name:
 
-- training: `loss = method(image, spec)`, a scalar (trainable methods only);
-- testing: `maps, confidence = method.localize(image, spec)`, where `maps` is (B, 224, 224) float32,
-  upsampled the way the original method does, and `confidence` holds `"max"` and `"topk_mean"`,
-  both computed on the raw (not per-sample normalized) map — a per-sample min–max map has a
-  constant maximum and could not rank samples (design §5).
+- **what it is**: `display_name` (the row name in every table), `trainable` (it has a training
+  loss and its own run), `trains_as` (the registry name of another method whose training run it
+  reuses, e.g. EZ-VSL + OGL reuses EZ-VSL's), `upsample_mode` / `align_corners` (how its raw map is
+  resized to 224², as the original test code does) and `map_bounds` (the fixed [lo, hi] range of
+  its raw map, which puts it on a [0, 1] scale for the top-k confidence and the absolute
+  binarization);
+- **how it is built from a profile**: `config(params)` (keyword arguments of `__init__`: by default
+  the method's own entry under `methods:` / `references:` in `params/<profile>.yaml`),
+  `for_training(params)` (e.g. with the profile's pretrained image weights) and
+  `for_evaluation(params, dataset, weights)` (a checkpoint file, ours or an official one, plus any
+  extra parts such as OGL's object prior);
+- **how it is used**: `loss = method(image, spec)` in training, `maps, confidence =
+  method.localize(image, spec)` at test time, and `begin_epoch(epoch)` before each training epoch
+  (a hook for methods with a stage schedule; a no-op by default).
+
+`maps` is (B, 224, 224) float32, upsampled the way the original method does; `confidence` holds at
+least `"max"` and `"topk_mean"`, both computed on the raw (not per-sample normalized) map — a
+per-sample min–max map has a constant maximum and could not rank samples (paper Sec. 2; see
+docs/protocol.md).
 
 Inputs everywhere: `image` (B, 3, S, S) normalized with the ImageNet mean/std; `spec` (B, 1, F, T),
-the log-spectrogram divided by 12 (methods.md §1.3).
+the log-spectrogram divided by 12 (docs/data.md).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import inspect
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vslrepro import metrics
 
 
 class Localization(NamedTuple):
@@ -33,19 +53,19 @@ class Localization(NamedTuple):
 
 
 def confidence_scores(maps: torch.Tensor, bounds: tuple[float, float]) -> dict[str, torch.Tensor]:
-    """The two confidence scores of design §5, computed on raw (un-normalized) maps.
+    """The two confidence scores of the protocol, computed on raw (un-normalized) maps.
 
-    - ``max``: the largest value of the map (the paper's text: the MIL score).
+    Thin wrapper over `vslrepro.metrics.confidence` (the one implementation):
+    - ``max``: the largest value of the map (the paper's text: the maximum of the similarity map).
     - ``topk_mean``: the mean of the top ⌊HW/4⌋ values of (map − lo)/(hi − lo), with fixed bounds
-      (lo, hi) — SLAVC's `test.py` (methods.md §2.2). The normalization is affine and increasing,
-      so the top-k of the raw map are the top-k of the normalized one.
+      (lo, hi) — SLAVC `test.py`.
 
     Args:
         maps: (B, H, W) raw maps (any float dtype).
         bounds: (lo, hi) with hi > lo, the fixed normalization bounds of the method's map.
 
     Returns:
-        {"max": (B,), "topk_mean": (B,)} as float32.
+        {"max": (B,), "topk_mean": (B,)} as float32 tensors on the maps' device.
 
     Raises:
         ValueError: if `maps` is not 3-D or the bounds are not increasing.
@@ -55,13 +75,10 @@ def confidence_scores(maps: torch.Tensor, bounds: tuple[float, float]) -> dict[s
     lo, hi = float(bounds[0]), float(bounds[1])
     if not hi > lo:
         raise ValueError(f"map bounds must satisfy hi > lo, got {bounds}")
-    flat = maps.float().flatten(1)  # (B, H, W) -> (B, HW)
-    k = max(1, flat.shape[1] // 4)
-    top = flat.topk(k, dim=1).values  # (B, k)
-    return {
-        "max": flat.max(dim=1).values,
-        "topk_mean": ((top - lo) / (hi - lo)).mean(dim=1),
-    }
+    raw = maps.detach().float()
+    scores = {"max": metrics.confidence(raw, "max"),
+              "topk_mean": metrics.confidence(raw, "topk_mean", bounds=(lo, hi))}
+    return {kind: torch.from_numpy(values).float().to(maps.device) for kind, values in scores.items()}
 
 
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], mode: str,
@@ -85,19 +102,29 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], mode: str,
     return out.squeeze(1)  # (B, 1, H, W) -> (B, H, W)
 
 
+def method_params(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """The hyperparameters a profile gives method `name` (its entry under `methods:` or
+    `references:`; an empty entry or a plain list entry means "the defaults")."""
+    for section in ("methods", "references"):
+        entries = params.get(section) or {}
+        if isinstance(entries, dict) and name in entries:
+            return dict(entries[name] or {})
+    return {}
+
+
 class LocalizationMethod(nn.Module):
-    """Base class of every method: a registry name, training facts, maps and confidences.
+    """Base class of every method (the contract is in the module docstring).
 
     Class attributes (override in subclasses):
-        name: the registry name ("ezvsl", "ezvsl_ogl", ...).
+        name: the registry name ("ezvsl", "ezvsl_ogl", ...), set by `register`.
         display_name: the name printed in tables ("EZ-VSL").
-        trainable: whether `forward` returns a training loss.
+        trainable: whether `forward` returns a training loss (the method has its own run).
         trains_as: the registry name whose training run this method reuses (e.g. "ezvsl" for
             "ezvsl_ogl"); None when the method has its own run (or needs none).
         upsample_mode, align_corners: how the raw map is resized to the evaluation size, as the
             original test code does it (EZ-VSL: bilinear, align_corners=True).
-        map_bounds: fixed (lo, hi) bounds of the raw map, used by the top-k confidence.
-        stages: the training stages, in order (multi-stage methods list several).
+        map_bounds: fixed (lo, hi) bounds of the raw map: (map − lo)/(hi − lo) is the method's
+            [0, 1] scale (top-k confidence, absolute binarization).
     """
 
     name: str = ""
@@ -107,7 +134,92 @@ class LocalizationMethod(nn.Module):
     upsample_mode: str = "bilinear"
     align_corners: bool | None = True
     map_bounds: tuple[float, float] = (0.0, 1.0)
-    stages: tuple[str, ...] = ("main",)
+
+    # ------------------------------------------------------------------ building from a profile
+
+    @classmethod
+    def build(cls, **cfg: Any) -> "LocalizationMethod":
+        """`cls(**cfg)`, with an error naming the method and its accepted parameters on a bad key."""
+        signature = inspect.signature(cls.__init__)
+        try:
+            signature.bind(None, **cfg)
+        except TypeError as error:
+            accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+            raise ValueError(f"bad configuration for method {cls.name!r}: {error}; "
+                             f"accepted parameters: {', '.join(accepted)}") from error
+        return cls(**cfg)
+
+    @classmethod
+    def config(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of `__init__` from a profile: the method's own params entry."""
+        return method_params(params, cls.name)
+
+    @classmethod
+    def run_method(cls) -> str | None:
+        """The registry name of the training run this method's weights come from (None: none)."""
+        return cls.trains_as or (cls.name if cls.trainable else None)
+
+    @classmethod
+    def checkpoints(cls) -> tuple[str, ...]:
+        """The checkpoints evaluated: BEST and LATEST with a training run, "none" without."""
+        return ("best", "latest") if cls.run_method() else ("none",)
+
+    @classmethod
+    def for_training(cls, params: dict[str, Any]) -> "LocalizationMethod":
+        """A fresh model to train under profile `params` (override to add pretrained weights)."""
+        if not cls.trainable:
+            raise TypeError(f"method {cls.name!r} is not trained on its own"
+                            + (f" (it reuses the {cls.trains_as!r} run)" if cls.trains_as else ""))
+        return cls.build(**cls.config(params))
+
+    @classmethod
+    def for_evaluation(cls, params: dict[str, Any], dataset: str,
+                       weights: str | Path | None) -> "LocalizationMethod":
+        """The method ready for `localize` (eval mode).
+
+        Args:
+            params: the profile.
+            dataset: the dataset it is evaluated on (methods whose extra parts are calibrated on the
+                validation frames, such as OGL on the small backbone, use it).
+            weights: a checkpoint file of the method's run (`best.pt` / `latest.pt`, or an official
+                release); None for training-free methods.
+
+        Raises:
+            ValueError: weights given to a training-free method, or missing for a trained one.
+        """
+        if cls.run_method() is None:
+            if weights is not None:
+                raise ValueError(f"{cls.name!r} is training-free: it takes no checkpoint ({weights})")
+            return cls.build(**cls.config(params)).eval()
+        if weights is None:
+            raise ValueError(f"{cls.name!r} needs a checkpoint file (best.pt, latest.pt or a release)")
+        model = cls.build(**cls.config(params))
+        model.load_weights(weights)
+        return model.eval()
+
+    def load_weights(self, checkpoint: str | Path) -> "LocalizationMethod":
+        """Fill the model from a checkpoint file, strictly (our `best.pt`/`latest.pt` or a state_dict).
+
+        Accepts `{"model": state_dict, ...}` or a bare state_dict; a leading "module." (DDP) is
+        stripped. Loaded with `torch.load(weights_only=True)` (no pickled code runs).
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            DataError: naming the file and the mismatched keys or shapes.
+        """
+        from vslrepro.methods.checkpoints import load_state_dict_file
+
+        load_state_dict_file(self, checkpoint)
+        return self
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called by the trainer before training epoch `epoch` (0-based), also after a resume.
+
+        A hook for methods whose objective follows a schedule (e.g. a second training stage);
+        the default does nothing.
+        """
+
+    # ------------------------------------------------------------------ training and testing
 
     def forward(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
         """The scalar training loss; only trainable methods define it.

@@ -1,6 +1,6 @@
 """EZ-VSL — Mo & Morgado, ECCV 2022, "Localizing Visual Sounds the Easy Way".
 
-Original (stoneMo/EZ-VSL `model.py`, `test.py`; methods.md §3.7):
+Original (stoneMo/EZ-VSL `model.py`, `test.py`; see docs/methods/ezvsl.md):
 - image: ImageNet ResNet-18 trunk (`imgnet`) → 1×1 conv (`img_proj`, 512 → dim) → L2 over channels
   → v (B, D, 7, 7); audio: spectrogram ResNet-18 with global max pool (`audnet`) → Linear
   (`aud_proj`, 512 → dim) → L2 → a (B, D).
@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.data.errors import DataError
 from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones, load_weights_file, official_init_
-from vslrepro.methods.base import LocalizationMethod
+from vslrepro.methods.backbones import build_backbones, official_init_
+from vslrepro.methods.base import LocalizationMethod, method_params
+from vslrepro.methods.checkpoints import load_state_dict_file
 
 
 def mil_similarity(image_features: torch.Tensor, audio_features: torch.Tensor, tau: float) -> torch.Tensor:
@@ -106,6 +106,19 @@ class EZVSL(LocalizationMethod):
         official_init_(self.aud_proj)
         self.map_bounds = (-1.0 / self.tau, 1.0 / self.tau)
 
+    @classmethod
+    def config(cls, params: dict) -> dict:
+        """backbone and dim from the profile's `model:` section, tau from `methods: ezvsl:`."""
+        model = params["model"]
+        return {"backbone": model["backbone"], "dim": model["dim"], **method_params(params, "ezvsl")}
+
+    @classmethod
+    def for_training(cls, params: dict) -> "EZVSL":
+        """A fresh model whose image encoder starts from the profile's pretrained weights."""
+        from vslrepro.pretrained import image_weights
+
+        return cls.build(**cls.config(params), image_weights=image_weights(params))
+
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, D, h, w) visual features, L2-normalized over D."""
         return F.normalize(self.img_proj(self.imgnet(image)), dim=1)
@@ -125,26 +138,15 @@ class EZVSL(LocalizationMethod):
         return torch.einsum("bdhw,bd->bhw", v, a) / self.tau  # (B,D,h,w),(B,D) -> (B,h,w)
 
 
-def official_state_dict(checkpoint: Mapping) -> dict[str, torch.Tensor]:
-    """The model state_dict inside an official EZ-VSL/SLAVC checkpoint, without DDP prefixes.
-
-    Accepts the checkpoint dict (`{"model": state_dict, "optimizer": ..., "epoch": ...}`) or a bare
-    state_dict; strips a leading "module." from every key (as the official test.py does).
-    """
-    state = checkpoint.get("model", checkpoint)
-    if not isinstance(state, Mapping):
-        raise DataError(f"checkpoint entry 'model' is a {type(state).__name__}, not a state_dict")
-    return {(key[len("module."):] if key.startswith("module.") else key): value
-            for key, value in state.items()}
-
-
 def load_official_checkpoint(model: EZVSL, checkpoint: str | Path | Mapping) -> EZVSL:
     """Load an official EZ-VSL checkpoint (or one of ours) into `model`, strictly.
 
     Args:
         model: an `EZVSL` with the checkpoint's backbone and dim (official: backbone="resnet18", dim=512).
         checkpoint: a path to a `.pth` file, or the loaded dict; keys `imgnet.*`, `img_proj.*`,
-            `audnet.*`, `aud_proj.*`, optionally nested under "model" and prefixed "module." (DDP).
+            `audnet.*`, `aud_proj.*`, optionally nested under "model" and prefixed "module." (DDP);
+            numpy scalars pickled under numpy 1.x beside the weights are fine
+            (`vslrepro.methods.checkpoints`).
 
     Returns:
         The model, filled.
@@ -153,23 +155,5 @@ def load_official_checkpoint(model: EZVSL, checkpoint: str | Path | Mapping) -> 
         FileNotFoundError: if the file does not exist.
         DataError: naming the checkpoint and listing missing/unexpected keys or mismatched shapes.
     """
-    source = str(checkpoint) if not isinstance(checkpoint, Mapping) else "<state_dict>"
-    if not isinstance(checkpoint, Mapping):
-        checkpoint = load_weights_file(checkpoint)
-    if not isinstance(checkpoint, Mapping):
-        raise DataError(f"checkpoint {source} holds a {type(checkpoint).__name__}, not a dict")
-    state = official_state_dict(checkpoint)
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise DataError(f"checkpoint {source} does not fit EZVSL(backbone={model.backbone!r}, "
-                        f"dim={model.dim}): missing keys {missing[:10]}"
-                        f"{f' (+{len(missing) - 10} more)' if len(missing) > 10 else ''}, "
-                        f"unexpected keys {unexpected[:10]}"
-                        f"{f' (+{len(unexpected) - 10} more)' if len(unexpected) > 10 else ''}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # shape mismatches (e.g. another dim)
-        raise DataError(f"checkpoint {source} does not fit EZVSL(backbone={model.backbone!r}, "
-                        f"dim={model.dim}): {error}") from error
+    load_state_dict_file(model, checkpoint)
     return model

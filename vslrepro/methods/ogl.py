@@ -1,44 +1,71 @@
-"""EZ-VSL + OGL (object-guided localization) — Mo & Morgado, ECCV 2022, Sec. "Object-guided localization".
+"""EZ-VSL + OGL (object-guided localization) — Mo & Morgado, ECCV 2022, "Localizing Visual Sounds
+the Easy Way", Sec. "Object-guided localization"; two official evaluation variants.
 
-Original (stoneMo/EZ-VSL `test.py`; methods.md §3.7):
-- a *separate, freshly loaded* ImageNet ResNet-18 (not the fine-tuned `imgnet`) gives an objectness
-  map: the mean |feature| over the 512 channels of its layer4 map, (B, 7, 7);
-- the AV map S_nn and the object map are upsampled (bilinear, align_corners=True), each min–max
-  normalized *per sample*, fused as minmax(α·AV + (1 − α)·OBJ) with α = 0.4 in every test script
-  (60 % of the weight on the object prior).
-- Per-sample min–max maps have a constant maximum, so the original fused map has no confidence.
+Original. OGL fuses EZ-VSL's audio-visual map S (cos/τ on the 7×7 grid) with an objectness map: a
+*separate, freshly loaded* ImageNet ResNet-18 (not EZ-VSL's fine-tuned image encoder), whose layer4
+map (B, 512, 7, 7) is reduced to the mean |feature| over channels, (B, 7, 7). Two official scripts
+fuse the two maps differently:
 
-Ours: SLAVC's fixed-bound variant (SLAVC `test.py`, methods.md §2.2), so that a confidence exists
-for the extended test sets: AV normalized as (S + 1/τ)/(2/τ) = (cos + 1)/2, OBJ as
-clamp((o − lo)/(hi − lo), 0, 1), fused map = α·AV + (1 − α)·OBJ, both upsampled before normalizing
-(as SLAVC). The fused map is what gets binarized; for the relative (top-50 %) binarization the
-per-sample min–max of the original is implied by the metric, so the localization of "+OGL" matches
-EZ-VSL's up to the fixed-vs-per-sample normalization of the two parts. Confidences ("max",
-"topk_mean") come from the fused map with bounds (0, 1). Deviations, and why:
-- α = 0.4 (EZ-VSL's scripts) by default; SLAVC uses 0.9.
-- OBJ bounds: SLAVC uses (0, 2.5) for the ImageNet ResNet-18 (our default). For the small backbone
-  that scale is meaningless: the caller sets hi from data, e.g. the 99th percentile of object-map
-  values on the validation set (`object_map_quantile`); the clamp keeps the rare larger values in
-  [0, 1] (SLAVC does not clamp; with its 2.5 bound it hardly matters).
-- The object backbone is the object prior of the profile (ImageNet ResNet-18 for paper, the synthetic
-  object prior for smoke/quick), frozen and always in eval mode.
-- Not trainable: it reuses the "ezvsl" training run (`trains_as = "ezvsl"`).
+- ``ezvsl_ogl`` — stoneMo/EZ-VSL `test.py:validate` (with `utils.py:normalize_img`): S and the
+  objectness map are each upsampled to 224² (bilinear, align_corners=True), each min–max normalized
+  per sample, fused as α·AV + (1 − α)·OBJ with α = 0.4 (every `scripts/test_*.sh`), and the sum is
+  min–max normalized again. `normalize_img` leaves a constant map unchanged (no division by zero).
+  It reports LocAcc only and computes no confidence.
+- ``ezvsl_ogl_slavc`` — stoneMo/SLAVC `test.py:validate`: both maps upsampled to 224² with
+  bicubic, align_corners=True; fixed-bound scores AV = (S + 1/τ)/(2/τ) = (cos + 1)/2 and
+  OBJ = (o − 0)/(2.5 − 0) (no clamp); fused = α·AV + (1 − α)·OBJ with α = 0.9
+  (`scripts/test_extended_*.sh`; the argparse default is 0.4); confidence = mean of the top ⌊n/4⌋
+  values of the fused map.
+
+Which table uses which: the paper profile evaluates both; Table 2's OGL row comes from
+`ezvsl_ogl`, Tables 3–4's from `ezvsl_ogl_slavc` (the paper's Table 4 has no OGL row). The paper
+prints the same OGL numbers as Table 2's NO-Early-Stop LocAcc and Table 3's Precision (72.80 /
+37.86), which one map would produce; the split follows the official code that computes each kind of
+metric, not the printed numbers.
+
+Ours: one base class (`ObjectGuidedLocalization`) holds the object-map machinery (frozen backbone,
+objectness, loading the "ezvsl" run's weights, building from a profile); the two registered
+subclasses differ in upsampling, fusion and confidence, each following its script's order of
+operations (upsample, normalize each part, fuse) in float32, as the originals. Deviations, and why:
+
+- Confidence of `ezvsl_ogl`: its fused map is per-sample min–max normalized, so its maximum is 1 for
+  every sample and it cannot rank samples; the original computes none. Ours returns the AV part's
+  scores, i.e. exactly EZ-VSL's: "max" = max of the upsampled S, "topk_mean" = top-25 % mean of
+  (S + 1/τ)/(2/τ). With the absolute binarization the fused map (already on [0, 1]) is thresholded as
+  is (`map_bounds` (0, 1)); the original uses the relative (median) threshold only.
+- Confidence of `ezvsl_ogl_slavc`: "topk_mean" as SLAVC (bounds (0, 1) on the fused score; our top-k
+  takes ⌊n/4⌋ values, the same 12,544 pixels at 224²), plus "max" of the fused map.
+- OBJ upper bound of `ezvsl_ogl_slavc`: 2.5 is the scale of the ImageNet ResNet-18 layer4 map and is
+  kept for the resnet18 backbone (profile paper). For the small backbone (profiles smoke/quick, whose
+  object backbone is the synthetic object prior) that number is meaningless: the upper bound is the
+  99th percentile of the objectness values on (at most 512) validation frames of the dataset
+  (`object_map_quantile`); the lower bound stays 0. A profile may set `obj_bounds` explicitly.
+- Input size: the object map is not reshaped through a hard-coded 512×7×7, so the small backbone
+  (56 px → 7×7) works; an object map of another resolution than S is upsampled separately to the
+  output size anyway.
+- The object backbone is the profile's pretrained image encoder (`vslrepro.pretrained`): ImageNet
+  ResNet-18 for paper, the synthetic object prior for smoke/quick; frozen, always in eval mode.
+- Not trainable: both reuse the "ezvsl" training run (`trains_as = "ezvsl"`); `load_weights` fills
+  the AV model from that run's checkpoint (or an official EZ-VSL release).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from vslrepro.methods import register
 from vslrepro.methods.backbones import build_image_encoder
-from vslrepro.methods.base import LocalizationMethod, upsample_maps
+from vslrepro.methods.base import Localization, LocalizationMethod, confidence_scores, upsample_maps
 from vslrepro.methods.ezvsl import EZVSL
 
 IMAGENET_OBJ_BOUNDS = (0.0, 2.5)  # SLAVC test.py, for the ImageNet ResNet-18 layer4 map
+CALIBRATION_FRAMES = 512          # validation frames used for the data-driven OBJ bound (small backbone)
+CALIBRATION_QUANTILE = 0.99       # quantile of the objectness values used as that bound
 
 
 def objectness(features: torch.Tensor) -> torch.Tensor:
@@ -46,8 +73,21 @@ def objectness(features: torch.Tensor) -> torch.Tensor:
     return features.abs().mean(dim=1)
 
 
+def minmax_per_sample(maps: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) -> each map rescaled to (x − min)/(max − min); a constant map is left unchanged.
+
+    This is EZ-VSL's `utils.py:normalize_img`, applied to every sample of the batch.
+    """
+    lo = maps.amin(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+    hi = maps.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+    span = hi - lo
+    constant = span == 0
+    scaled = (maps - lo) / torch.where(constant, torch.ones_like(span), span)
+    return torch.where(constant, maps, scaled)
+
+
 @torch.no_grad()
-def object_map_quantile(object_backbone: nn.Module, images: torch.Tensor, q: float = 0.99,
+def object_map_quantile(object_backbone: nn.Module, images: torch.Tensor, q: float = CALIBRATION_QUANTILE,
                         batch_size: int = 256) -> float:
     """The q-quantile of all objectness values over `images` — a data-driven OBJ upper bound.
 
@@ -66,62 +106,95 @@ def object_map_quantile(object_backbone: nn.Module, images: torch.Tensor, q: flo
         raise ValueError("object_map_quantile needs at least one image")
     was_training = object_backbone.training
     object_backbone.eval()
-    values = [objectness(object_backbone(images[i:i + batch_size])).flatten().float().cpu()
-              for i in range(0, images.shape[0], batch_size)]
+    values = []
+    for i in range(0, images.shape[0], batch_size):
+        maps = objectness(object_backbone(images[i:i + batch_size]))  # (b, h, w)
+        values.append(maps.flatten().float().cpu())  # (b, h, w) -> (b·h·w,)
     object_backbone.train(was_training)
     return float(torch.quantile(torch.cat(values), q))
 
 
-@register("ezvsl_ogl")
-class EZVSLOGL(LocalizationMethod):
-    """EZ-VSL's AV map fused with an object-prior objectness map (evaluation only).
+class ObjectGuidedLocalization(LocalizationMethod):
+    """EZ-VSL's AV map fused with the objectness map of a frozen image encoder (evaluation only).
+
+    The shared part of both OGL variants; subclasses set `upsample_mode` / `align_corners` and
+    define `fuse` (and the confidence, if not that of the fused map).
 
     Args:
-        av_model: a trained `EZVSL`; None → one built from `backbone`, `dim`, `tau` (load the "ezvsl"
-            run's checkpoint into `.av_model` afterwards).
+        av_model: a trained `EZVSL`; None → one built from `backbone`, `dim`, `tau` (fill it with
+            `load_weights(<the "ezvsl" run's checkpoint>)` afterwards).
         object_backbone: the frozen pretrained image encoder giving (B, C, h, w); None → built with
             `build_image_encoder(backbone, object_weights)`.
-        alpha: weight of the AV map in the fusion (EZ-VSL scripts 0.4; SLAVC 0.9).
-        obj_bounds: (lo, hi) fixed bounds of the objectness map (SLAVC: (0, 2.5) for ImageNet
-            ResNet-18; for the small backbone set hi from data, see `object_map_quantile`).
+        alpha: weight of the AV map in the fusion, in [0, 1].
         backbone, dim, tau: configuration of the `EZVSL` built when `av_model` is None.
         object_weights: weights of the object backbone built when `object_backbone` is None
             ("imagenet" or a path for resnet18; an object-prior path or state_dict for small).
 
     Raises:
-        ValueError: for alpha outside [0, 1], non-increasing bounds, or no object weights.
+        ValueError: for alpha outside [0, 1], or neither an object backbone nor its weights.
     """
 
-    display_name = "EZ-VSL + OGL"
     trainable = False
     trains_as = "ezvsl"
-    upsample_mode = "bilinear"
-    align_corners = True
     map_bounds = (0.0, 1.0)
 
     def __init__(self, av_model: EZVSL | None = None, object_backbone: nn.Module | None = None,
-                 alpha: float = 0.4, obj_bounds: tuple[float, float] = IMAGENET_OBJ_BOUNDS, *,
-                 backbone: str = "small", dim: int | None = None, tau: float = 0.03,
+                 alpha: float = 0.4, *, backbone: str = "small", dim: int | None = None,
+                 tau: float = 0.03,
                  object_weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if not float(obj_bounds[1]) > float(obj_bounds[0]):
-            raise ValueError(f"obj_bounds must satisfy hi > lo, got {obj_bounds}")
         if av_model is None:
             av_model = EZVSL(backbone=backbone, dim=dim, tau=tau)
         if object_backbone is None:
             if object_weights is None:
-                raise ValueError("EZVSLOGL needs a pretrained object backbone: pass object_backbone "
-                                 "or object_weights ('imagenet'/a weights path for resnet18, the "
-                                 "object-prior state_dict path for small)")
+                raise ValueError(f"{type(self).__name__} needs a pretrained object backbone: pass "
+                                 "object_backbone or object_weights ('imagenet'/a weights path for "
+                                 "resnet18, the object-prior state_dict path for small)")
             object_backbone = build_image_encoder(av_model.backbone, object_weights)
         self.av_model = av_model
         self.object_backbone = object_backbone.requires_grad_(False).eval()
         self.alpha = float(alpha)
-        self.obj_bounds = (float(obj_bounds[0]), float(obj_bounds[1]))
 
-    def train(self, mode: bool = True) -> "EZVSLOGL":
+    # ------------------------------------------------------------------ building from a profile
+
+    @classmethod
+    def for_evaluation(cls, params: dict[str, Any], dataset: str,
+                       weights: str | Path | None) -> "ObjectGuidedLocalization":
+        """The EZ-VSL model of the profile filled from `weights` (the "ezvsl" run's `best.pt` /
+        `latest.pt`, or an official EZ-VSL release), the profile's pretrained image encoder as the
+        frozen object backbone, and the variant's own parameters (`methods: <name>:`); eval mode.
+
+        Raises:
+            ValueError: if `weights` is None.
+        """
+        from vslrepro.pretrained import image_weights
+
+        if weights is None:
+            raise ValueError(f"{cls.name!r} needs a checkpoint of the {cls.trains_as!r} run "
+                             "(best.pt, latest.pt or an official EZ-VSL release)")
+        av_model = EZVSL(**EZVSL.config(params)).load_weights(weights)
+        object_backbone = build_image_encoder(params["model"]["backbone"], image_weights(params))
+        config = cls.config(params)
+        config.update(cls.evaluation_parts(params, dataset, object_backbone, config))
+        return cls(av_model=av_model, object_backbone=object_backbone, **config).eval()
+
+    @classmethod
+    def evaluation_parts(cls, params: dict[str, Any], dataset: str, object_backbone: nn.Module,
+                         config: dict[str, Any]) -> dict[str, Any]:
+        """Extra keyword arguments that depend on the data (none here; see the SLAVC variant)."""
+        return {}
+
+    def load_weights(self, checkpoint: str | Path) -> "ObjectGuidedLocalization":
+        """Fill the AV model from an EZ-VSL checkpoint (ours or official), strictly; the object
+        backbone keeps its pretrained weights."""
+        self.av_model.load_weights(checkpoint)
+        return self
+
+    # ------------------------------------------------------------------ maps
+
+    def train(self, mode: bool = True) -> "ObjectGuidedLocalization":
         """Set train/eval mode of the AV model; the frozen object backbone always stays in eval."""
         super().train(mode)
         self.object_backbone.eval()
@@ -136,22 +209,109 @@ class EZVSLOGL(LocalizationMethod):
         return self.av_model.raw_maps(image, spec)
 
     def fuse(self, av: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
-        """α·(S + 1/τ)/(2/τ) + (1 − α)·clamp((o − lo)/(hi − lo), 0, 1) for maps of equal shape."""
-        tau = self.av_model.tau
-        av_score = (av + 1.0 / tau) / (2.0 / tau)  # = (cos + 1)/2
-        lo, hi = self.obj_bounds
-        obj_score = ((obj - lo) / (hi - lo)).clamp(0.0, 1.0)
-        return self.alpha * av_score + (1.0 - self.alpha) * obj_score
+        """The fused map from the AV map S and the raw objectness map, both (B, H, W)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement fuse(av, obj)")
 
-    def raw_maps(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) the fused map at the model's resolution (for display; `localize` upsamples first)."""
-        av, obj = self.av_map(image, spec), self.object_map(image)
-        if obj.shape[-2:] != av.shape[-2:]:  # object prior of another resolution: bring it to av's grid
-            obj = upsample_maps(obj, tuple(av.shape[-2:]), self.upsample_mode, self.align_corners)
-        return self.fuse(av.float(), obj.float())
-
-    def maps_at(self, image: torch.Tensor, spec: torch.Tensor, size: int) -> torch.Tensor:
-        """(B, size, size) fused map: each part upsampled, then normalized and fused (SLAVC order)."""
+    def parts_at(self, image: torch.Tensor, spec: torch.Tensor,
+                 size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, objectness), each (B, size, size), upsampled with the variant's mode (float32)."""
         av = upsample_maps(self.av_map(image, spec), size, self.upsample_mode, self.align_corners)
         obj = upsample_maps(self.object_map(image), size, self.upsample_mode, self.align_corners)
+        return av, obj
+
+    def raw_maps(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) the fusion applied on S's own grid (for display; `localize` upsamples first,
+        as the originals do)."""
+        av, obj = self.av_map(image, spec).float(), self.object_map(image).float()
+        if obj.shape[-2:] != av.shape[-2:]:  # object map of another resolution: bring it to S's grid
+            obj = upsample_maps(obj, tuple(av.shape[-2:]), self.upsample_mode, self.align_corners)
         return self.fuse(av, obj)
+
+    def maps_at(self, image: torch.Tensor, spec: torch.Tensor, size: int) -> torch.Tensor:
+        """(B, size, size) the fused map: both parts upsampled, then normalized and fused."""
+        return self.fuse(*self.parts_at(image, spec, size))
+
+
+@register("ezvsl_ogl")
+class EZVSLOGL(ObjectGuidedLocalization):
+    """EZ-VSL + OGL as EZ-VSL `test.py`: minmax(α·minmax(AV) + (1 − α)·minmax(OBJ)), bilinear.
+
+    The fused map is per-sample min–max normalized (maximum 1 for every sample), so it cannot rank
+    samples and the original computes no confidence; `localize` returns the AV part's scores
+    instead — EZ-VSL's own: "max" of the upsampled S and "topk_mean" of (S + 1/τ)/(2/τ).
+
+    Args: see `ObjectGuidedLocalization` (alpha: EZ-VSL's scripts use 0.4, the default).
+    """
+
+    display_name = "EZ-VSL + OGL"
+    upsample_mode = "bilinear"
+    align_corners = True
+
+    def fuse(self, av: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+        """minmax(minmax(av)·α + minmax(obj)·(1 − α)), min–max per sample (constant maps kept)."""
+        pred_av, pred_obj = minmax_per_sample(av), minmax_per_sample(obj)
+        return minmax_per_sample(pred_av * self.alpha + pred_obj * (1.0 - self.alpha))
+
+    def localize(self, image: torch.Tensor, spec: torch.Tensor, size: int = 224) -> Localization:
+        """The fused map (B, size, size) and the AV part's confidences (see the class docstring)."""
+        av, obj = self.parts_at(image, spec, size)
+        return Localization(self.fuse(av, obj), confidence_scores(av, self.av_model.map_bounds))
+
+
+@register("ezvsl_ogl_slavc")
+class EZVSLOGLSLAVC(ObjectGuidedLocalization):
+    """EZ-VSL + OGL as SLAVC `test.py`: α·(S + 1/τ)/(2/τ) + (1 − α)·(o − lo)/(hi − lo), bicubic.
+
+    Confidences are those of the fused map with bounds (0, 1): "topk_mean" (SLAVC's top-25 % mean)
+    and "max".
+
+    Args:
+        alpha: weight of the AV map (SLAVC's extended-set scripts: 0.9, the default).
+        obj_bounds: (lo, hi) fixed bounds of the objectness map: (0, 2.5) for the ImageNet
+            ResNet-18 (SLAVC); for the small backbone `for_evaluation` sets hi from the validation
+            frames (`object_map_quantile`).
+        others: see `ObjectGuidedLocalization`.
+
+    Raises:
+        ValueError: also for non-increasing `obj_bounds`.
+    """
+
+    display_name = "EZ-VSL + OGL (SLAVC)"
+    upsample_mode = "bicubic"
+    align_corners = True
+
+    def __init__(self, av_model: EZVSL | None = None, object_backbone: nn.Module | None = None,
+                 alpha: float = 0.9, obj_bounds: tuple[float, float] = IMAGENET_OBJ_BOUNDS, *,
+                 backbone: str = "small", dim: int | None = None, tau: float = 0.03,
+                 object_weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> None:
+        super().__init__(av_model, object_backbone, alpha, backbone=backbone, dim=dim, tau=tau,
+                         object_weights=object_weights)
+        lo, hi = float(obj_bounds[0]), float(obj_bounds[1])
+        if not hi > lo:
+            raise ValueError(f"obj_bounds must satisfy hi > lo, got {obj_bounds}")
+        self.obj_bounds = (lo, hi)
+
+    @classmethod
+    def evaluation_parts(cls, params: dict[str, Any], dataset: str, object_backbone: nn.Module,
+                         config: dict[str, Any]) -> dict[str, Any]:
+        """The OBJ bounds: the profile's `obj_bounds` if given; else SLAVC's (0, 2.5) for resnet18;
+        else (0, 99th percentile of the objectness over ≤ 512 validation frames of `dataset`)."""
+        if "obj_bounds" in config:
+            return {}
+        if params["model"]["backbone"] == "resnet18":
+            return {"obj_bounds": IMAGENET_OBJ_BOUNDS}
+        from vslrepro.data.images import normalize_images
+        from vslrepro.data.splits import validation_split
+
+        _, cache = validation_split(params, dataset)
+        frames = torch.from_numpy(cache.images[:CALIBRATION_FRAMES].copy())  # (n, 3, S, S) uint8
+        hi = object_map_quantile(object_backbone, normalize_images(frames), q=CALIBRATION_QUANTILE)
+        return {"obj_bounds": (0.0, hi)}
+
+    def fuse(self, av: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+        """scores_av·α + scores_obj·(1 − α) with the fixed bounds (−1/τ, 1/τ) and `obj_bounds`."""
+        av_lo, av_hi = self.av_model.map_bounds
+        obj_lo, obj_hi = self.obj_bounds
+        scores_av = (av - av_lo) / (av_hi - av_lo)
+        scores_obj = (obj - obj_lo) / (obj_hi - obj_lo)
+        return scores_av * self.alpha + scores_obj * (1.0 - self.alpha)

@@ -1,7 +1,7 @@
 """Reference "methods" that look at nothing: a random map and a centre prior.
 
 They bracket what the metrics can say. Neither is in the paper's tables as a method, but the
-design notes (§4.2) use the centre prior to calibrate the synthetic benchmark, and a random map is
+synthetic benchmark is calibrated against the centre prior (docs/synthetic.md), and a random map is
 the chance level of LocAcc/AP/max-F1. Both accept (image, spec) like every method and ignore what
 the inputs show; neither is trainable.
 
@@ -26,7 +26,7 @@ import hashlib
 import torch
 
 from vslrepro.methods import register
-from vslrepro.methods.base import LocalizationMethod
+from vslrepro.methods.base import LocalizationMethod, method_params
 
 
 def content_seed(seed: int, *tensors: torch.Tensor) -> int:
@@ -60,6 +60,11 @@ class RandomMap(LocalizationMethod):
         if resolution < 1:
             raise ValueError(f"resolution must be >= 1, got {resolution}")
         self.seed, self.resolution = int(seed), int(resolution)
+
+    @classmethod
+    def config(cls, params: dict) -> dict:
+        """The profile's seed, unless its `references: random:` entry sets one."""
+        return {"seed": int(params["seed"]), **method_params(params, cls.name)}
 
     def raw_maps(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
         """(B, r, r) uniform [0, 1) maps, one generator per sample seeded from (seed, image_i, spec_i)."""

@@ -1,6 +1,6 @@
 """The evaluation protocol: cIoU, confidence scores, LocAcc/AUC/AP/max-F1/Precision and breakdowns.
 
-Paper, Sec. 2 ("Evaluation metrics"); design.md §5. Per test sample i: a localization map P_i, a
+Paper, Sec. 2 ("Evaluation metrics"); docs/protocol.md. Per test sample i: a localization map P_i, a
 ground-truth map G_i (consensus weights in [0, 1], all zeros for negatives), a confidence d_i and a flag
 c_i (1 = a visible sound source). With u_i the cIoU and γ the cIoU threshold (0.5):
 

@@ -1,8 +1,10 @@
 """AP and F1 exactly as the official SLAVC evaluator computes them (`utils.py:EvaluatorFull`).
 
-The official code (methods.md §2.2) loops over thresholds in Python and recounts every sample at each
-one. Here the same numbers come from one sort and cumulative sums, for a batch of B independent sample
-sets at once (B = 1 for `metrics.summarize`, B = many bootstrap replicates for `metrics.bootstrap`).
+The official code (`stoneMo/SLAVC utils.py:EvaluatorFull`: `calc_precision_recall`, `calc_ap`,
+`finalize_stats`; docs/protocol.md §5) loops over thresholds in Python and recounts every sample at
+each one. Here the same numbers come from one sort and cumulative sums, for a batch of B independent
+sample sets at once (B = 1 for `metrics.summarize`, B = many bootstrap replicates for
+`metrics.bootstrap`).
 The procedure, for N samples (positives and negatives together):
 
 - counts at a confidence threshold θ, with `>=` everywhere:
