@@ -5,8 +5,11 @@ Which numbers are pinned how (see also tests/test_notebooks.py):
 - deterministic outputs — Table 1 and the training-free reference rows (random map, centre prior) —
   must equal the committed per-sample CSVs byte for byte;
 - trained rows (EZ-VSL and the OGL variants) must match the committed LocAcc, AP and max-F1 within
-  TRAINED_TOLERANCE (×100 units); on the machine type CI uses they are identical, the tolerance only
-  absorbs floating-point differences of other CPUs in a 4-epoch training trajectory.
+  TRAINED_TOLERANCE (×100 units). On the machine that produced the committed results they are
+  identical (rerun after rerun). On another CPU type the float kernels differ and a 4-epoch training
+  trajectory drifts: the same code gave EZ-VSL Flickr-like LocAcc 33.3 vs 36.5 and AP 25.3 vs 29.8 on
+  two machines (96 positives), so the tolerance is 8 points — loose enough for that, tight enough to
+  catch a broken method or a changed stored number (a trained method at chance level scores ~4).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from vslrepro import layout, metrics, pipeline, stages
 from vslrepro.methods import method_class
 from vslrepro.paths import REPO_ROOT
 
-TRAINED_TOLERANCE = {"locacc": 2.5, "ap": 3.0, "max_f1": 3.0}  # ×100: about two of 96 positives
+TRAINED_TOLERANCE = {"locacc": 8.0, "ap": 8.0, "max_f1": 8.0}  # ×100, see the module docstring
 
 
 @pytest.fixture(scope="module")
