@@ -90,3 +90,13 @@ def test_skip_logs_live_beside_samples_not_in_them(smoke_params):
     assert csv.parent.name == "samples"
     assert layout.skip_log(csv).parent.name == "skipped" and layout.skip_log(csv).name == csv.name
     assert method_class("center").checkpoints() == ("none",)
+
+
+def test_a_module_without_source_warns_loudly(monkeypatch):
+    import sys
+    import types
+
+    module = types.ModuleType("vslrepro_interactive_method")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    with pytest.warns(UserWarning, match="source of module 'vslrepro_interactive_method' is not available"):
+        assert layout._module_source(module.__name__) == "<no source: vslrepro_interactive_method>"

@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,19 @@ RUN_SECTIONS = ("seed", "data", "input", "model", "object_prior", "train")
 
 
 def _module_source(name: str) -> str:
+    """The source of module `name`; for a module without source (e.g. a class defined in an
+    interactive session) its name only, with a loud warning: its runs cannot follow code changes."""
     module = sys.modules.get(name)
     if module is None:
         import importlib
         module = importlib.import_module(name)
-    return inspect.getsource(module)
+    try:
+        return inspect.getsource(module)
+    except (OSError, TypeError):
+        warnings.warn(f"the source of module {name!r} is not available: training runs of its methods "
+                      f"are keyed by its name only and will be reused after its code changes; define "
+                      f"methods in a .py file to key runs by their code", stacklevel=3)
+        return f"<no source: {name}>"
 
 
 def training_code_digest(method: str) -> str:

@@ -9,8 +9,9 @@ evaluation. `build_method(name, **cfg)` builds one from keyword arguments.
     >>> method_class("ezvsl_ogl").run_method()
     'ezvsl'
 
-A new method is one module under `vslrepro/methods/` (imported below) and its parameters in
-`params/*.yaml`; a class registered anywhere else (e.g. in a test) works the same way.
+A new method is one module under `vslrepro/methods/` (every module of the package is imported
+here, so it registers itself) and its parameters in `params/*.yaml`; a class registered anywhere
+else (e.g. in a test) works the same way.
 """
 
 from __future__ import annotations
@@ -67,5 +68,14 @@ def build_method(name: str, **cfg: Any):
     return method_class(name).build(**cfg)
 
 
-# Method modules register themselves on import; they need `register` defined above.
-from vslrepro.methods import ezvsl, ogl, references  # noqa: E402,F401
+def _import_method_modules() -> None:
+    """Import every module of this package: method modules register themselves on import, so a new
+    method is one new file here (no list of modules to extend)."""
+    import importlib
+    import pkgutil
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{module}")
+
+
+_import_method_modules()  # after `register` is defined, which the modules use
