@@ -14,7 +14,8 @@ from vslrepro import metrics, stages
 from vslrepro.data.errors import DataError
 from vslrepro.data import splits
 from vslrepro.data.cache import TensorCache
-from vslrepro.evaluate import score_samples, unit_scale
+from vslrepro.evaluate import score_samples
+from vslrepro.methods.base import unit_scale
 from vslrepro.methods.base import LocalizationMethod
 from vslrepro.methods.checkpoints import load_weights_file
 from vslrepro.methods.ezvsl import EZVSL, load_official_checkpoint

@@ -31,12 +31,7 @@ from vslrepro.data.errors import SkipLog
 from vslrepro.data.images import normalize_images
 from vslrepro.data.testsets import gt_maps
 from vslrepro.methods import method_class
-
-
-def unit_scale(maps: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-    """(map − lo)/(hi − lo): a method's raw maps on its [0, 1] scale (fixed bounds, not per sample)."""
-    lo, hi = float(bounds[0]), float(bounds[1])
-    return (maps - lo) / (hi - lo)
+from vslrepro.methods.base import unit_scale
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vslrepro import layout
+from vslrepro.methods import method_class
 from vslrepro.paths import NOTEBOOKS_DIR, results_dir
 from vslrepro.profiles import load_profile, profile_path
 
@@ -64,7 +65,7 @@ def plan(params: dict[str, Any]) -> list[Stage]:
                                 {"profile": profile, "dataset": dataset, "method": method},
                                 ("data", "object_prior")))
         for method in layout.evaluated_methods(params):
-            base = method_run(method)
+            base = method_class(method).run_method()
             planned = layout.evaluations(params, dataset, method)
             inputs = tuple(layout.checkpoint_file(layout.run_dir(params, dataset, method), e.checkpoint)
                            for e in planned) if base else ()
@@ -78,13 +79,6 @@ def plan(params: dict[str, Any]) -> list[Stage]:
     stages.append(Stage("tables", "05_tables.ipynb", {"profile": profile}, ("testsets", *evaluation_stages),
                         tables_inputs))
     return stages
-
-
-def method_run(method: str) -> str | None:
-    """The training run a method's evaluation needs (None for training-free references)."""
-    from vslrepro.methods import method_class
-
-    return method_class(method).run_method()
 
 
 def package_digest() -> str:
@@ -183,7 +177,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
                 path.unlink(missing_ok=True)
             log(f"[{stage.key}] FAILED ({status[stage.key]}); see {files['notebook']} and {files['log']}")
             continue
-        files["stamp"].write_text(json.dumps({"stamp": stamp(stage, profile_text, code),
+        files["stamp"].write_text(json.dumps({"stamp": key,
                                               "parameters": stage.parameters,
                                               "seconds": round(time.perf_counter() - tic, 1)}) + "\n")
         status[stage.key] = "ran"

@@ -12,6 +12,7 @@ a (Dataset, Metric) MultiIndex.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import io
 from pathlib import Path
@@ -22,7 +23,7 @@ import pandas as pd
 
 from vslrepro import metrics
 from vslrepro.data.testsets import DATASET_NAMES, DATASETS, EXTENDED_NAMES
-from vslrepro.methods import display_name
+from vslrepro.methods import METHODS, display_name
 
 REFERENCE_CHECKPOINT = "none"
 SIZE_COLUMNS = {"small": "Small", "medium": "Medium", "large": "Large", "huge": "Huge"}
@@ -37,15 +38,14 @@ COLUMN_NAMES = ["Dataset", "Metric"]
 
 def _display(method: str) -> str:
     """A row name: the registered method's display name, else the paper's name for a paper-only row."""
-    from vslrepro.methods import METHODS
-
     if method in METHODS:
         return display_name(method)
     return paper_display_names().get(method, method)
 
 
+@functools.cache
 def paper_display_names() -> dict[str, str]:
-    """{method key: the paper's row name} for the methods of `paper_values.csv`."""
+    """{method key: the paper's row name} for the methods of `paper_values.csv` (read once)."""
     ref = paper_values()
     return dict(zip(ref["method"], ref["display"]))
 

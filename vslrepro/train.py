@@ -94,13 +94,13 @@ def validate(model: torch.nn.Module, index: pd.DataFrame, cache, params: dict[st
     return {"val_locacc": float(stats["locacc"]), "val_auc": float(stats["auc"])}
 
 
-def _check_identity(out: Path, identity: dict[str, Any]) -> None:
-    """Refuse a run folder made under another run identity (other parameters or training code)."""
-    recorded = None
+def _check_identity(out: Path, identity: dict[str, Any], latest: dict[str, Any] | None) -> None:
+    """Refuse a run folder made under another run identity (other parameters or training code):
+    the one in its run.json (a finished run) or in its loaded `latest` checkpoint (an unfinished one)."""
     if (out / "run.json").is_file():
         recorded = json.loads((out / "run.json").read_text()).get("identity")
-    elif (out / "latest.pt").is_file():
-        recorded = load_weights_file(out / "latest.pt").get("identity")
+    elif latest is not None:
+        recorded = latest.get("identity")
     else:
         return
     if json.dumps(recorded, sort_keys=True, default=str) != json.dumps(identity, sort_keys=True, default=str):
@@ -123,7 +123,8 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
                          + (f" (it reuses the {cls.trains_as!r} run)" if cls.trains_as else " (training-free)"))
     identity = run_identity(params, method)
     out = Path(out)
-    _check_identity(out, identity)
+    latest = load_weights_file(out / "latest.pt") if (out / "latest.pt").is_file() else None
+    _check_identity(out, identity, latest)
     rank, world = _distributed()
     dev = _device(device, rank)
     cfg, seed = params["train"], int(params["seed"])
@@ -146,11 +147,10 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "val_locacc": -1.0}
     start = 0
-    if (out / "latest.pt").is_file():
-        state = load_weights_file(out / "latest.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best, start = state["history"], state["best"], state["epoch"]
+    if latest is not None:  # resume
+        model.load_state_dict(latest["model"])
+        optimizer.load_state_dict(latest["optimizer"])
+        history, best, start = latest["history"], latest["best"], latest["epoch"]
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = CachedPairs(train_cache, size=params["input"]["image_size"], train=True, seed=seed)
     per_rank = cfg["batch_size"] // world

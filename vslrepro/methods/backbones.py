@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from torchvision.models.resnet import BasicBlock
 
-from vslrepro.data.errors import DataError
-from vslrepro.methods.checkpoints import load_weights_file
+from vslrepro.methods.checkpoints import load_state_dict_strict, load_weights_file
 
 def official_init_(module: nn.Module) -> nn.Module:
     """Re-initialize `module` in place the way EZ-VSL/SLAVC initialize their non-pretrained parts.
@@ -93,16 +91,7 @@ def load_encoder_weights(encoder: nn.Module, weights: str | Path | Mapping[str, 
             if isinstance(weights, Mapping) and key in weights and isinstance(weights[key], Mapping):
                 weights = weights[key]
     state = {k: v for k, v in weights.items() if not k.startswith(drop_prefixes)}
-    expected = set(encoder.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise DataError(f"weights {source} do not fit {type(encoder).__name__}: "
-                        f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
-                        f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # shape mismatches
-        raise DataError(f"weights {source} do not fit {type(encoder).__name__}: {error}") from error
+    load_state_dict_strict(encoder, state, source)
     return encoder
 
 

@@ -81,6 +81,12 @@ def confidence_scores(maps: torch.Tensor, bounds: tuple[float, float]) -> dict[s
     return {kind: torch.from_numpy(values).float().to(maps.device) for kind, values in scores.items()}
 
 
+def unit_scale(maps: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """(map − lo)/(hi − lo): maps on their method's [0, 1] scale (fixed bounds, not per sample)."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return (maps - lo) / (hi - lo)
+
+
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], mode: str,
                   align_corners: bool | None) -> torch.Tensor:
     """Resize (B, h, w) maps to (B, size, size) with `torch.nn.functional.interpolate`.

@@ -60,7 +60,8 @@ from torch import nn
 
 from vslrepro.methods import register
 from vslrepro.methods.backbones import build_image_encoder
-from vslrepro.methods.base import Localization, LocalizationMethod, confidence_scores, upsample_maps
+from vslrepro.methods.base import (Localization, LocalizationMethod, confidence_scores, unit_scale,
+                                   upsample_maps)
 from vslrepro.methods.ezvsl import EZVSL
 
 IMAGENET_OBJ_BOUNDS = (0.0, 2.5)  # SLAVC test.py, for the ImageNet ResNet-18 layer4 map
@@ -310,8 +311,6 @@ class EZVSLOGLSLAVC(ObjectGuidedLocalization):
 
     def fuse(self, av: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
         """scores_av·α + scores_obj·(1 − α) with the fixed bounds (−1/τ, 1/τ) and `obj_bounds`."""
-        av_lo, av_hi = self.av_model.map_bounds
-        obj_lo, obj_hi = self.obj_bounds
-        scores_av = (av - av_lo) / (av_hi - av_lo)
-        scores_obj = (obj - obj_lo) / (obj_hi - obj_lo)
+        scores_av = unit_scale(av, self.av_model.map_bounds)
+        scores_obj = unit_scale(obj, self.obj_bounds)
         return scores_av * self.alpha + scores_obj * (1.0 - self.alpha)
