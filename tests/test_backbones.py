@@ -114,3 +114,76 @@ def test_build_backbones_kinds_and_errors(tmp_path):
     loaded = build_backbones("small", image_weights=path)[0]
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_layer4_stride_default_builds_identical_modules():
+    for kind, size in (("small", 56), ("resnet18", 64)):
+        torch.manual_seed(4)
+        default = build_backbones(kind)
+        torch.manual_seed(4)
+        explicit = build_backbones(kind, layer4_stride=2)
+        for a, b in zip(default[:2], explicit[:2]):
+            assert a.state_dict().keys() == b.state_dict().keys()
+            assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+            assert [m.stride for m in a.modules() if isinstance(m, nn.Conv2d)] == \
+                [m.stride for m in b.modules() if isinstance(m, nn.Conv2d)]
+    image, audio = resnet18_image(), resnet18_audio()
+    reference = resnet18()
+    for net in (image, audio):  # torchvision's strides everywhere (conv1 of audio: 1 channel only)
+        assert net.layer4[0].conv1.stride == (2, 2) and net.layer4[0].downsample[0].stride == (2, 2)
+        assert [m.stride for m in net.modules() if isinstance(m, nn.Conv2d)] == \
+            [m.stride for m in reference.modules() if isinstance(m, nn.Conv2d)]
+    assert [b.conv.stride for b in SmallImageEncoder().stages] == [(2, 2)] * 3 + [(1, 1)]
+    assert [b.conv.stride for b in build_backbones("small")[1].stages] == [(2, 2)] * 4
+
+
+def test_layer4_stride_1_halves_the_output_stride_of_both_encoders():
+    image, audio, ci, ca = build_backbones("resnet18", layer4_stride=1)
+    assert (ci, ca) == (512, 512)
+    for net in (image, audio):  # LVS base_models.py: layer4 stride 1 in the image AND audio nets
+        assert net.layer4[0].conv1.stride == (1, 1) and net.layer4[0].downsample[0].stride == (1, 1)
+    with torch.no_grad():
+        assert image.eval()(torch.randn(1, 3, 224, 224)).shape == (1, 512, 14, 14)
+        assert audio.eval()(torch.randn(1, 1, 257, 120)).shape == (1, 512)
+        trunk = audio.layer4(audio.layer3(audio.layer2(audio.layer1(audio.maxpool(audio.relu(
+            audio.bn1(audio.conv1(torch.randn(1, 1, 257, 120)))))))))
+        assert trunk.shape == (1, 512, 17, 8)  # 9×4 with stride 2
+    image, audio, ci, ca = build_backbones("small", layer4_stride=1)
+    assert (ci, ca) == (128, 128)
+    assert [b.conv.stride for b in image.stages] == [(2, 2), (2, 2), (1, 1), (1, 1)]
+    assert [b.conv.stride for b in audio.stages] == [(2, 2), (2, 2), (2, 2), (1, 1)]
+    with torch.no_grad():
+        assert image.eval()(torch.randn(2, 3, 56, 56)).shape == (2, 128, 14, 14)
+        assert audio.eval()(torch.randn(2, 1, 65, 64)).shape == (2, 128)
+
+
+def test_layer4_stride_keeps_weight_shapes_so_weights_load(tmp_path):
+    for kind in ("small", "resnet18"):
+        two, one = build_backbones(kind), build_backbones(kind, layer4_stride=1)
+        for a, b in zip(two[:2], one[:2]):
+            assert {k: v.shape for k, v in a.state_dict().items()} == \
+                {k: v.shape for k, v in b.state_dict().items()}
+    torch.manual_seed(2)
+    reference = resnet18()  # an ImageNet-like torchvision classifier state_dict, fc.* included
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    image = build_backbones("resnet18", image_weights=path, layer4_stride=1)[0].eval()
+    reference.eval()
+    reference.layer4[0].conv1.stride = reference.layer4[0].downsample[0].stride = (1, 1)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        y = reference.layer4(reference.layer3(reference.layer2(reference.layer1(
+            reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))))))
+        assert torch.equal(image(x), y)
+    prior = tmp_path / "prior.pt"
+    torch.save({"state_dict": SmallImageEncoder().state_dict()}, prior)  # the object prior's layout
+    loaded = build_backbones("small", image_weights=prior, layer4_stride=1)[0]
+    assert loaded(torch.randn(1, 3, 56, 56)).shape[-2:] == (14, 14)
+
+
+def test_layer4_stride_errors():
+    for kind in ("small", "resnet18"):
+        with pytest.raises(ValueError, match="layer4_stride must be 1 or 2, got 3"):
+            build_backbones(kind, layer4_stride=3)
+    with pytest.raises(ValueError, match="layer4_stride must be 1 or 2"):
+        resnet18_audio(layer4_stride=0)

@@ -26,12 +26,13 @@ def test_tables_depend_on_every_evaluation(smoke_params):
 
 def test_a_failed_evaluation_blocks_the_tables_and_leaves_nothing_stale(tmp_path, monkeypatch, smoke_params):
     monkeypatch.setenv("VSLREPRO_RESULTS", str(tmp_path))
+    monkeypatch.setenv("VSLREPRO_CACHE", str(tmp_path / "cache"))  # fake checkpoints go there
     ran: list[str] = []
 
-    def fake(stage, executed):  # writes each stage's outputs, as a notebook would
+    def fake(stage, executed, log, threads):  # writes each stage's outputs, as a notebook would
         ran.append(stage.key)
         executed.write_text("{}")
-        for path in stage.outputs:
+        for path in stage.outputs + stage.products:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"{stage.key} {len(ran)}")
         if stage.key == "evaluate_vggss_center" and failing:
@@ -100,3 +101,64 @@ def test_a_module_without_source_warns_loudly(monkeypatch):
     monkeypatch.setitem(sys.modules, module.__name__, module)
     with pytest.warns(UserWarning, match="source of module 'vslrepro_interactive_method' is not available"):
         assert layout._module_source(module.__name__) == "<no source: vslrepro_interactive_method>"
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_parallel_stages_start_after_their_needs(tmp_path, monkeypatch, smoke_params, jobs):
+    """With several stages at once, no stage starts before every stage it needs has finished; the
+    statuses do not depend on the number of jobs; each stage gets cpu_count // jobs threads."""
+    import os
+    import threading
+    import time
+
+    monkeypatch.setenv("VSLREPRO_RESULTS", str(tmp_path))
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    seen_threads = set()
+
+    def fake(stage, executed, log, threads):
+        with lock:
+            events.append(("start", stage.key))
+            seen_threads.add(threads)
+        time.sleep(0.02)
+        executed.write_text("{}")
+        for path in stage.outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(stage.key)
+        with lock:
+            events.append(("end", stage.key))
+
+    status = pipeline.reproduce("smoke", log=lambda *_: None, execute=fake, jobs=jobs)
+    plan = pipeline.plan(smoke_params)
+    assert list(status) == [stage.key for stage in plan] and set(status.values()) == {"ran"}
+    position = {event: i for i, event in enumerate(events)}
+    for stage in plan:
+        for need in stage.needs:
+            assert position[("end", need)] < position[("start", stage.key)], (need, stage.key)
+    concurrent = max(sum(1 for kind, _ in events[:i + 1] if kind == "start")
+                     - sum(1 for kind, _ in events[:i + 1] if kind == "end") for i in range(len(events)))
+    assert concurrent <= jobs
+    assert seen_threads == {max(1, (os.cpu_count() or 1) // jobs)}
+
+
+def test_a_training_stage_whose_checkpoints_are_gone_runs_again(tmp_path, monkeypatch, smoke_params):
+    """A stamp alone does not make a training stage up to date: its run's checkpoints must exist
+    (a run folder removed, or keyed anew, is trained again before anything evaluates it)."""
+    monkeypatch.setenv("VSLREPRO_RESULTS", str(tmp_path))
+    monkeypatch.setenv("VSLREPRO_CACHE", str(tmp_path / "cache"))
+    ran: list[str] = []
+
+    def fake(stage, executed, log, threads):
+        ran.append(stage.key)
+        executed.write_text("{}")
+        for path in stage.outputs + stage.products:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(stage.key)
+
+    pipeline.reproduce("smoke", log=lambda *_: None, execute=fake, jobs=1)
+    ran.clear()
+    best = layout.checkpoint_file(layout.run_dir(smoke_params, "vggss", "ezvsl"), "best")
+    best.unlink()
+    status = pipeline.reproduce("smoke", log=lambda *_: None, execute=fake, jobs=1)
+    assert status["train_vggss_ezvsl"] == "ran" and ran == ["train_vggss_ezvsl"]
+    assert best.is_file()

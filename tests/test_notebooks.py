@@ -29,6 +29,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+METHOD_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("methods/*.ipynb"))
+ALL_NOTEBOOKS = NOTEBOOKS + METHOD_NOTEBOOKS
 SANITIZE = NOTEBOOK_DIR / "sanitize.cfg"
 CHECK, IGNORE = "# NBVAL_CHECK_OUTPUT", "# NBVAL_IGNORE_OUTPUT"
 MAX_LINES, MAX_MEDIAN_LINES = 25, 8
@@ -81,6 +83,19 @@ def stored_checked_texts() -> list[tuple[str, int, str]]:
 
 # ------------------------------------------------------------------------------- anatomy
 
+def check_parameters_and_setup(code: list) -> None:
+    """The first code cell is the `parameters`-tagged one, of annotated literals; the setup follows."""
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and code[0] is tagged[0], "one `parameters`-tagged cell, the first code cell"
+    for line in tagged[0].source.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            match = PARAMETER.match(line)
+            assert match, f"parameter line {line!r} is not `name: type = literal  # comment`"
+            value = ast.literal_eval(match["value"])
+            assert type(value).__name__ == match["type"], f"{line!r}: the literal is not a {match['type']}"
+    assert "stages.resolve(profile)" in code[1].source, "the setup cell follows the parameters"
+
+
 def test_the_notebooks_are_there():
     assert [p.name for p in NOTEBOOKS][:6] == ["00_data.ipynb", "01_testsets.ipynb", "02_object_prior.ipynb",
                                                "03_train.ipynb", "04_evaluate.ipynb", "05_tables.ipynb"]
@@ -98,15 +113,7 @@ def test_anatomy(path):
     assert "**Paper artefact:**" in cells[0].source, "the title cell names the paper artefact"
     # the parameters cell (first code cell) and the setup cell right after it
     code = [c for c in cells if c.cell_type == "code"]
-    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and code[0] is tagged[0], "one `parameters`-tagged cell, the first code cell"
-    for line in tagged[0].source.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            match = PARAMETER.match(line)
-            assert match, f"parameter line {line!r} is not `name: type = literal  # comment`"
-            value = ast.literal_eval(match["value"])
-            assert type(value).__name__ == match["type"], f"{line!r}: the literal is not a {match['type']}"
-    assert "stages.resolve(profile)" in code[1].source, "the setup cell follows the parameters"
+    check_parameters_and_setup(code)
     # H2 sections with prose, one of them the results
     sections = [c.source for c in cells if c.cell_type == "markdown" and c.source.startswith("## ")]
     assert any(s.startswith("## Results") for s in sections), "a `## Results` section"
@@ -122,7 +129,47 @@ def test_anatomy(path):
         assert len(markers(cell)) == 1, f"mark the cell as {CHECK} or {IGNORE}:\n{cell.source}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_trained_method_has_a_teaching_notebook():
+    from vslrepro.methods import METHODS, method_class
+
+    own_runs = sorted(name for name in METHODS if method_class(name).run_method() == name)
+    assert "ezvsl" in own_runs
+    assert [p.stem for p in METHOD_NOTEBOOKS] == own_runs
+
+
+@pytest.mark.parametrize("path", METHOD_NOTEBOOKS, ids=lambda p: p.name)
+def test_teaching_notebook_anatomy(path):
+    """d2l's anatomy: title and motivation, parameters, short steps each ending in a result,
+    a summary and exercises; every cell after the setup marked for nbval."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    cells = nb.cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# "), "first cell: a `# ` title"
+    assert "**Method:**" in cells[0].source, "the title cell names the method, its paper and its code"
+    assert len(cells[0].source.split("\n\n")) >= 3, "the title cell motivates the method in a few paragraphs"
+    code = [c for c in cells if c.cell_type == "code"]
+    check_parameters_and_setup(code)
+    assert {"profile", "dataset"} <= {m["name"] for m in map(PARAMETER.match, code[0].source.splitlines()) if m}
+    sections = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert sections[-2:] == ["## Summary", "## Exercises"], sections
+    assert len(sections) >= 6, "the method is taken apart in several steps"
+    assert "$$" in "".join(c.source for c in cells if c.cell_type == "markdown"), "the equations are written out"
+    for number, cell in enumerate(cells):
+        assert len(cell.source.splitlines()) <= MAX_LINES, f"cell {number} is over {MAX_LINES} lines"
+    assert statistics.median(len(c.source.splitlines()) for c in code) <= MAX_MEDIAN_LINES
+    for cell in code[2:]:
+        assert len(markers(cell)) == 1, f"mark the cell as {CHECK} or {IGNORE}:\n{cell.source}"
+        last = ast.parse(cell.source).body[-1]
+        assert isinstance(last, ast.Expr), f"a step ends in a result (an expression or a print):\n{cell.source}"
+    sources = "\n".join(c.source for c in code)
+    assert "teaching.trained_model(" in sources and "teaching.maps_figure(" in sources, \
+        "a trained model's maps are shown beside the ground truth"
+    assert "teaching.shapes(" in sources, "the shapes are printed"
+    assert sum(checked(c) for c in code) >= 3, "nbval checks the deterministic steps"
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
 def test_outputs_only_on_checked_cells(path):
     """Stored outputs are exactly what nbval compares: checked cells have them, no other cell does."""
     for number, cell in enumerate(nbformat.read(path, as_version=4).cells):
@@ -138,7 +185,7 @@ def test_outputs_only_on_checked_cells(path):
                 f"{path.name} cell {number} is not checked but stores outputs: {REFRESH}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
 def test_no_references_to_files_a_user_lacks(path):
     for number, cell in enumerate(nbformat.read(path, as_version=4).cells):
         for stale in STALE:

@@ -104,8 +104,9 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def select(names: list[str]) -> list[Path]:
-    """Source notebooks by number ("05"), stem ("05_tables") or file name; all when none given."""
-    every = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """Source notebooks by number ("05"), stem ("05_tables", "ezvsl") or file name; all when none
+    given: the pipeline notebooks, then the method notebooks under `notebooks/methods/`."""
+    every = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted(NOTEBOOKS.glob("methods/*.ipynb"))
     if not names:
         return every
     chosen = []
@@ -122,7 +123,7 @@ def refresh(path: Path, out: Path, patterns: list[tuple[str, str]]) -> list[str]
     import papermill
 
     try:
-        executed = papermill.execute_notebook(str(path), None, cwd=str(NOTEBOOKS), kernel_name="python3",
+        executed = papermill.execute_notebook(str(path), None, cwd=str(path.parent), kernel_name="python3",
                                               progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as error:
         return [f"cell {error.cell_index}: {error.ename}: {error.evalue}"]
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in select(args.notebooks):
-        target = (args.out / path.name) if args.out else path
+        target = (args.out / path.relative_to(NOTEBOOKS)) if args.out else path
+        target.parent.mkdir(parents=True, exist_ok=True)
         found = refresh(path, target, patterns)
         if found:
             failed += 1

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _profile(p)
     p.add_argument("--force", action="store_true", help="re-run stages even when up to date")
     p.add_argument("--only", nargs="*", help="stage keys or notebook numbers (e.g. 00 05) to run")
+    p.add_argument("--jobs", type=int, help="stages run at once (default: one per CPU core, at most 4)")
 
     data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate the embedded synthetic benchmark")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         from vslrepro.pipeline import main_reproduce
-        return main_reproduce(args.profile, force=args.force, only=args.only)
+        return main_reproduce(args.profile, force=args.force, only=args.only, jobs=args.jobs)
     if args.command == "data" and args.data_command == "synth":
         from vslrepro.data.synth import generate
         manifest = generate(args.out, scale=args.profile, seed=args.seed, workers=args.workers)

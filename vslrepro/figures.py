@@ -119,8 +119,7 @@ def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path
         return _save(fig, path)
 
 
-def overlays(images: np.ndarray, maps: np.ndarray, gts: np.ndarray, titles: list[str],
-             path: str | Path) -> Path:
+def overlay_figure(images: np.ndarray, maps: np.ndarray, gts: np.ndarray, titles: list[str]) -> Figure:
     """Frames (N, H, W, 3) uint8 with predicted maps (N, 224, 224) and ground-truth contours."""
     with _style(axes=False):
         fig = _figure((1.6 * len(images), 1.9))
@@ -132,4 +131,10 @@ def overlays(images: np.ndarray, maps: np.ndarray, gts: np.ndarray, titles: list
                 ax.contour(gt, levels=[0.25], colors="white", linewidths=0.8)
             ax.set_title(title, fontsize=7)
             ax.axis("off")
-        return _save(fig, path)
+        return fig
+
+
+def overlays(images: np.ndarray, maps: np.ndarray, gts: np.ndarray, titles: list[str],
+             path: str | Path) -> Path:
+    """`overlay_figure` saved as a PNG at `path`."""
+    return _save(overlay_figure(images, maps, gts, titles), path)

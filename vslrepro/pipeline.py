@@ -7,23 +7,29 @@ dependencies and input files from the stage contract (`vslrepro.layout`): an eva
 training run its method uses and reads that run's checkpoints; the tables need every evaluation and
 read every per-sample CSV and skip log.
 
-A stage is skipped when its executed notebook exists and its stamp is unchanged: a hash of the
-profile file, the stage's parameters, the notebook's source, the package's source and the contents
-of the stage's input files. Training runs are cached in folders keyed by their parameters and
+A stage is skipped when its executed notebook and the files it makes exist (a training stage's
+checkpoints included) and its stamp is unchanged: a hash of the profile file, the stage's
+parameters, the notebook's source, the package's source and the contents of the stage's input files. Training runs are cached in folders keyed by their parameters and
 training code (`layout.run_key`), so a run is retrained after the training code changed. A failed
 stage is reported, its stale outputs are removed, the stages that need it are blocked (and lose
 their stamps, so nothing built from an earlier run's files passes as fresh), the others still run,
 and the command exits non-zero at the end.
+
+Stages run in parallel (`--jobs`, default one per CPU core, at most 4), each notebook in its own
+papermill process with cpu_count / jobs torch threads: a stage starts once every stage it needs has
+finished. Most of a small stage's time is its kernel importing torch, which one core does alone, so
+on 2 cores two stages at once take little more than one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +43,9 @@ from vslrepro.profiles import load_profile, profile_path
 @dataclass(frozen=True)
 class Stage:
     """One notebook execution: which notebook, with which parameters, after which stages, reading
-    which files (`inputs`) and writing which (`outputs`, removed when the stage fails)."""
+    which files (`inputs`), writing which (`outputs`, removed when the stage fails) and keeping
+    which (`products`: files that must exist for the stage to be up to date, kept on failure —
+    a training run's checkpoints, which an interrupted run resumes from)."""
 
     key: str
     notebook: str
@@ -45,6 +53,7 @@ class Stage:
     needs: tuple[str, ...] = field(default_factory=tuple)
     inputs: tuple[Path, ...] = field(default_factory=tuple)
     outputs: tuple[Path, ...] = field(default_factory=tuple)
+    products: tuple[Path, ...] = field(default_factory=tuple)
 
 
 def _samples_files(params: dict[str, Any], evaluation: layout.Evaluation) -> tuple[Path, ...]:
@@ -61,9 +70,11 @@ def plan(params: dict[str, Any]) -> list[Stage]:
     evaluation_stages = []
     for dataset in params["datasets"]:
         for method in layout.trained_methods(params):
+            run = layout.run_dir(params, dataset, method)
             stages.append(Stage(f"train_{dataset}_{method}", "03_train.ipynb",
                                 {"profile": profile, "dataset": dataset, "method": method},
-                                ("data", "object_prior")))
+                                ("data", "object_prior"),
+                                products=tuple(layout.checkpoint_file(run, c) for c in ("best", "latest"))))
         for method in layout.evaluated_methods(params):
             base = method_class(method).run_method()
             planned = layout.evaluations(params, dataset, method)
@@ -105,91 +116,134 @@ def stamp(stage: Stage, profile_text: str, code: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def execute_notebook(stage: Stage, executed: Path) -> None:
-    """Run a stage's notebook with papermill into `executed` (kernel python3, cwd notebooks/)."""
-    import papermill
-
-    papermill.execute_notebook(str(NOTEBOOKS_DIR / stage.notebook), str(executed),
-                               parameters=stage.parameters, cwd=str(NOTEBOOKS_DIR),
-                               kernel_name="python3", progress_bar=False, log_output=False)
+def default_jobs() -> int:
+    """Stages run at once by default: one per CPU core, at most 4 (kernels spend seconds importing
+    torch single-threaded; four share a 16-core machine's cores among their training threads)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
-@contextlib.contextmanager
-def _stderr_to(path: Path):
-    """Send file descriptor 2 (ours and the kernel's, which inherits it) to `path` for a while."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "w") as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+def execute_notebook(stage: Stage, executed: Path, log: Path, threads: int | None = None) -> None:
+    """Run a stage's notebook with papermill in a child process (kernel python3, cwd notebooks/),
+    its stderr (kernel warnings, progress bars, the traceback of a failure) into `log`.
+
+    Args:
+        threads: CPU threads of the kernel's torch (OMP_NUM_THREADS); None leaves torch's default.
+
+    Raises:
+        RuntimeError: the notebook failed; the message is the last line of its traceback.
+    """
+    command = [sys.executable, "-m", "papermill", str(NOTEBOOKS_DIR / stage.notebook), str(executed),
+               "--cwd", str(NOTEBOOKS_DIR), "--kernel", "python3", "--no-progress-bar",
+               "--no-log-output", "--parameters_yaml", json.dumps(stage.parameters)]
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as stream:
+        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env, check=False)
+    if done.returncode != 0:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else f"papermill exited with {done.returncode}")
 
 
-def reproduce(profile: str, *, force: bool = False, only: list[str] | None = None,
-              log=print, execute: Callable[[Stage, Path], None] = execute_notebook) -> dict[str, str]:
+def reproduce(profile: str, *, force: bool = False, only: list[str] | None = None, jobs: int | None = None,
+              log=print, execute: Callable[..., None] = execute_notebook) -> dict[str, str]:
     """Run the pipeline of `profile`; return {stage key: "ran" | "skipped" | "failed: ..." | "blocked ..."}.
+
+    Stages whose needs have finished run at once, up to `jobs` of them, each kernel with
+    cpu_count / jobs torch threads; a stage starts only after every stage it needs has finished
+    (so a run's checkpoints exist before its evaluation is stamped and started).
 
     Args:
         profile: a profile name or YAML path.
         force: re-run every stage even when up to date.
         only: stage keys or notebook numbers ("00", "05") to run; the others are left alone.
+        jobs: stages run at once (default `default_jobs()`).
         log: where progress lines go.
-        execute: runs one stage (default: papermill); tests pass a stand-in.
+        execute: runs one stage, `execute(stage, executed, log, threads)` (default: papermill);
+            tests pass a stand-in.
     """
     params = load_profile(profile)
     profile_text = profile_path(profile).read_text()
     out = results_dir(params["profile"])
-    status: dict[str, str] = {}
+    jobs = jobs or default_jobs()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     code = package_digest()
-    for stage in plan(params):
-        if only and stage.key not in only and stage.notebook.split("_")[0] not in only:
-            continue
-        files = layout.stage_files(params, stage.key)
-        for path in files.values():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        blocked = [n for n in stage.needs if status.get(n, "").startswith(("failed", "blocked"))]
-        if blocked:
-            status[stage.key] = f"blocked by {', '.join(blocked)}"
-            files["stamp"].unlink(missing_ok=True)  # whatever it built before is not fresh any more
-            log(f"[{stage.key}] blocked: {', '.join(blocked)} did not finish")
-            continue
-        key = stamp(stage, profile_text, code)
-        if not force and files["notebook"].is_file() and files["stamp"].is_file() \
-                and json.loads(files["stamp"].read_text()).get("stamp") == key:
-            status[stage.key] = "skipped"
-            log(f"[{stage.key}] up to date, skipped")
-            continue
-        log(f"[{stage.key}] running {stage.notebook} {stage.parameters}")
-        tic = time.perf_counter()
-        files["stamp"].unlink(missing_ok=True)
-        try:
-            with _stderr_to(files["log"]):  # kernel warnings, progress bars
-                execute(stage, files["notebook"])
-        except Exception as error:  # a failed stage is reported; the others go on
+    planned = [stage for stage in plan(params)
+               if not only or stage.key in only or stage.notebook.split("_")[0] in only]
+    keys = {stage.key for stage in planned}
+    status: dict[str, str] = {}
+    pending = list(planned)
+    running: dict[Future, tuple[Stage, dict[str, Path], str, float]] = {}
+
+    stamps: dict[str, str] = {}  # computed once a stage's needs have finished
+
+    def start_ready(pool: ThreadPoolExecutor) -> None:
+        """Settle every stage whose needs have finished: blocked, up to date, or started (while a
+        slot is free); the others stay pending, in plan order."""
+        for stage in list(pending):
+            if any(n in keys and n not in status for n in stage.needs):
+                continue
+            files = layout.stage_files(params, stage.key)
+            blocked = [n for n in stage.needs if status.get(n, "").startswith(("failed", "blocked"))]
+            if blocked:
+                pending.remove(stage)
+                status[stage.key] = f"blocked by {', '.join(blocked)}"
+                files["stamp"].unlink(missing_ok=True)  # whatever it built before is not fresh any more
+                log(f"[{stage.key}] blocked: {', '.join(blocked)} did not finish")
+                continue
+            key = stamps.setdefault(stage.key, stamp(stage, profile_text, code))
+            if not force and files["notebook"].is_file() and files["stamp"].is_file() \
+                    and all(path.is_file() for path in stage.outputs + stage.products) \
+                    and json.loads(files["stamp"].read_text()).get("stamp") == key:
+                pending.remove(stage)
+                status[stage.key] = "skipped"
+                log(f"[{stage.key}] up to date, skipped")
+                continue
+            if len(running) >= jobs:
+                continue  # no free slot: it starts when a running stage finishes
+            pending.remove(stage)
+            for path in files.values():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            log(f"[{stage.key}] running {stage.notebook} {stage.parameters}")
+            files["stamp"].unlink(missing_ok=True)
+            future = pool.submit(execute, stage, files["notebook"], files["log"], threads)
+            running[future] = (stage, files, key, time.perf_counter())
+
+    def finish(future: Future) -> None:
+        stage, files, key, tic = running.pop(future)
+        error = future.exception()
+        if error is not None:  # a failed stage is reported; the others go on
             message = str(error).splitlines()[-1][:300] if str(error) else ""
             status[stage.key] = f"failed: {type(error).__name__}: {message}"
             for path in stage.outputs:  # never leave an earlier run's results behind as if fresh
                 path.unlink(missing_ok=True)
             log(f"[{stage.key}] FAILED ({status[stage.key]}); see {files['notebook']} and {files['log']}")
-            continue
-        files["stamp"].write_text(json.dumps({"stamp": key,
-                                              "parameters": stage.parameters,
-                                              "seconds": round(time.perf_counter() - tic, 1)}) + "\n")
+            return
+        seconds = time.perf_counter() - tic
+        files["stamp"].write_text(json.dumps({"stamp": key, "parameters": stage.parameters,
+                                              "seconds": round(seconds, 1)}) + "\n")
         status[stage.key] = "ran"
-        log(f"[{stage.key}] done in {time.perf_counter() - tic:.1f} s")
+        log(f"[{stage.key}] done in {seconds:.1f} s")
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        start_ready(pool)
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                finish(future)
+            start_ready(pool)
+    assert not pending, f"stages never started: {[stage.key for stage in pending]}"
+    status = {stage.key: status[stage.key] for stage in planned}  # plan order
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline_status.json").write_text(json.dumps(status, indent=2) + "\n")
     return status
 
 
-def main_reproduce(profile: str, force: bool = False, only: list[str] | None = None) -> int:
+def main_reproduce(profile: str, force: bool = False, only: list[str] | None = None,
+                   jobs: int | None = None) -> int:
     tic = time.perf_counter()
-    status = reproduce(profile, force=force, only=only)
+    status = reproduce(profile, force=force, only=only, jobs=jobs)
     failed = {k: v for k, v in status.items() if v not in ("ran", "skipped")}
     print(f"pipeline {profile}: {sum(v == 'ran' for v in status.values())} ran, "
           f"{sum(v == 'skipped' for v in status.values())} skipped, {len(failed)} failed/blocked "

@@ -13,6 +13,13 @@ returns the layer4 map directly instead of flattening/unflattening, so any input
 (224 px → 7×7). The small CNN keeps ResNet-18's output stride on the image side (8 at 56 px → 7×7,
 as 32 at 224 px → 7×7) and is fast enough to train on 2 CPU cores; its image encoder is initialized
 from the synthetic "object prior" (vslrepro.objectprior) where the paper uses ImageNet.
+
+`layer4_stride=1` (LVS, hche11/Localizing-Visual-Sounds-the-Hard-Way `models/base_models.py`,
+whose ResNet builds layer4 with stride 1 in both the image and the audio network) halves the output
+stride of both encoders: 14×14 image maps at 224 px (ResNet-18) or at 56 px (small CNN, whose last
+down-sampling stage then keeps stride 1). Only convolution strides change, never a weight shape, so
+ImageNet weights, the object prior and every checkpoint load either way; the default (2) builds
+exactly the modules above.
 """
 
 from __future__ import annotations
@@ -26,6 +33,35 @@ from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from torchvision.models.resnet import BasicBlock
 
 from vslrepro.methods.checkpoints import load_state_dict_strict, load_weights_file
+
+LAYER4_STRIDES = (1, 2)
+
+
+def _check_layer4_stride(stride: int) -> None:
+    if stride not in LAYER4_STRIDES:
+        raise ValueError(f"layer4_stride must be 1 or 2, got {stride!r}")
+
+
+def set_layer4_stride_(net: ResNet, stride: int) -> ResNet:
+    """Set the stride of a torchvision ResNet's layer4 in place (its first block's conv1 and the
+    1×1 downsample conv of the shortcut); weight shapes are unchanged. Returns the same net."""
+    _check_layer4_stride(stride)
+    first = net.layer4[0]
+    first.conv1.stride = (stride, stride)
+    first.downsample[0].stride = (stride, stride)
+    return net
+
+
+def last_downsampling_stride(strides: tuple[int, ...], stride: int) -> tuple[int, ...]:
+    """`strides` with its last stride-2 stage set to `stride` (the small CNN's "layer4" option).
+
+    >>> last_downsampling_stride((2, 2, 2, 1), 1)
+    (2, 2, 1, 1)
+    """
+    _check_layer4_stride(stride)
+    last = max(i for i, s in enumerate(strides) if s == 2)
+    return tuple(stride if i == last else s for i, s in enumerate(strides))
+
 
 def official_init_(module: nn.Module) -> nn.Module:
     """Re-initialize `module` in place the way EZ-VSL/SLAVC initialize their non-pretrained parts.
@@ -51,19 +87,21 @@ class ResNetTrunk(ResNet):
     """torchvision ResNet-18 whose forward stops at layer4: (B, 3, S, S) -> (B, 512, S/32, S/32).
 
     `avgpool` and `fc` are `nn.Identity` (no parameters), exactly as in the official model, so the
-    state_dict keys are torchvision's minus `fc.*`.
+    state_dict keys are torchvision's minus `fc.*`. `layer4_stride=1` gives (B, 512, S/16, S/16).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, layer4_stride: int = 2) -> None:
         super().__init__(BasicBlock, [2, 2, 2, 2])
         self.avgpool = nn.Identity()
         self.fc = nn.Identity()
         self.out_channels = 512
+        if layer4_stride != 2:
+            set_layer4_stride_(self, layer4_stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 3, S, S) -> (B, 64, S/4, S/4)
         x = self.layer2(self.layer1(x))  # -> (B, 128, S/8, S/8)
-        return self.layer4(self.layer3(x))  # -> (B, 512, S/32, S/32)
+        return self.layer4(self.layer3(x))  # -> (B, 512, S/32, S/32) (S/16 with layer4 stride 1)
 
 
 def load_encoder_weights(encoder: nn.Module, weights: str | Path | Mapping[str, torch.Tensor],
@@ -95,19 +133,21 @@ def load_encoder_weights(encoder: nn.Module, weights: str | Path | Mapping[str, 
     return encoder
 
 
-def resnet18_image(weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> ResNetTrunk:
+def resnet18_image(weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+                   layer4_stride: int = 2) -> ResNetTrunk:
     """The EZ-VSL image encoder (`imgnet`): ResNet-18 without avgpool/fc, (B,3,224,224) -> (B,512,7,7).
 
     Args:
         weights: None → torchvision's random init; "imagenet" → torchvision's
             `ResNet18_Weights.IMAGENET1K_V1` (downloaded, needs network); otherwise a path to (or a)
             state_dict of a torchvision ResNet-18 (its `fc.*` keys are ignored) or of this trunk.
+        layer4_stride: 2 (torchvision) or 1 (LVS: (B, 512, 14, 14) at 224 px).
 
     Raises:
         RuntimeError: if "imagenet" is asked and the download fails (e.g. offline).
         FileNotFoundError / DataError: from `load_encoder_weights` for a bad weights file.
     """
-    trunk = ResNetTrunk()
+    trunk = ResNetTrunk(layer4_stride)
     if weights is None:
         return trunk
     if isinstance(weights, str) and weights == "imagenet":
@@ -123,13 +163,17 @@ def resnet18_image(weights: str | Path | Mapping[str, torch.Tensor] | None = Non
     return load_encoder_weights(trunk, weights, drop_prefixes=("fc.",))
 
 
-def resnet18_audio() -> ResNet:
+def resnet18_audio(layer4_stride: int = 2) -> ResNet:
     """The EZ-VSL audio encoder (`audnet`): (B, 1, F, T) log-spectrogram -> (B, 512).
 
     torchvision ResNet-18 with a 1-channel conv1 (7×7, stride 2, no bias), a global max pool in
     place of `avgpool`, `fc` = Identity; official initialization (`official_init_`).
+    `layer4_stride=1` as in LVS (the max pool then runs over a finer grid).
     """
+    _check_layer4_stride(layer4_stride)
     net = resnet18(weights=None)
+    if layer4_stride != 2:
+        set_layer4_stride_(net, layer4_stride)
     net.conv1 = nn.Conv2d(1, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)
     net.avgpool = nn.AdaptiveMaxPool2d((1, 1))
     net.fc = nn.Identity()
@@ -197,21 +241,26 @@ class SmallAudioEncoder(nn.Module):
 BACKBONES = ("resnet18", "small")
 
 
-def build_image_encoder(kind: str, weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+def build_image_encoder(kind: str, weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+                        layer4_stride: int = 2) -> nn.Module:
     """The image encoder of backbone `kind`, optionally loaded from `weights`.
 
     Args:
         kind: "resnet18" or "small".
         weights: see `resnet18_image`; for "small" a path to (or a) state_dict, e.g. the object prior
             written by `vslrepro.objectprior` ("imagenet" is refused: it has no ImageNet weights).
+        layer4_stride: 2 (default) or 1: the stride of ResNet-18's layer4, or of the small CNN's last
+            down-sampling stage (14×14 maps instead of 7×7); weight shapes do not depend on it.
 
     Raises:
-        ValueError: for an unknown kind or "imagenet" with the small backbone.
+        ValueError: for an unknown kind, a layer4_stride other than 1 or 2, or "imagenet" with the
+            small backbone.
     """
+    _check_layer4_stride(layer4_stride)
     if kind == "resnet18":
-        return resnet18_image(weights)
+        return resnet18_image(weights, layer4_stride)
     if kind == "small":
-        encoder = SmallImageEncoder()
+        encoder = SmallImageEncoder(strides=last_downsampling_stride((2, 2, 2, 1), layer4_stride))
         if weights is None:
             return encoder
         if isinstance(weights, str) and weights == "imagenet":
@@ -221,24 +270,28 @@ def build_image_encoder(kind: str, weights: str | Path | Mapping[str, torch.Tens
     raise ValueError(f"unknown backbone {kind!r}; known: {', '.join(BACKBONES)}")
 
 
-def build_backbones(kind: str, image_weights: str | Path | Mapping[str, torch.Tensor] | None = None
-                    ) -> tuple[nn.Module, nn.Module, int, int]:
+def build_backbones(kind: str, image_weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+                    layer4_stride: int = 2) -> tuple[nn.Module, nn.Module, int, int]:
     """Image and audio encoders of one backbone family.
 
     Args:
         kind: "resnet18" (profile `paper`) or "small" (`smoke`/`quick`).
         image_weights: weights of the image encoder (see `build_image_encoder`).
+        layer4_stride: 2 (default: torchvision's ResNet-18, the small CNN as above) or 1 (LVS: the
+            last down-sampling stage of BOTH encoders keeps stride 1, so image maps are 14×14 at
+            224 px with ResNet-18 and at 56 px with the small CNN).
 
     Returns:
         (image_encoder, audio_encoder, image_channels, audio_channels): the image encoder maps
-        (B, 3, S, S) to (B, image_channels, S/32 or S/8, ...), the audio encoder (B, 1, F, T) to
-        (B, audio_channels).
+        (B, 3, S, S) to (B, image_channels, S/32 or S/8, ...) (S/16 or S/4 with layer4_stride=1),
+        the audio encoder (B, 1, F, T) to (B, audio_channels).
 
     Raises:
-        ValueError: for an unknown kind.
+        ValueError: for an unknown kind or a layer4_stride other than 1 or 2.
     """
     if kind not in BACKBONES:
         raise ValueError(f"unknown backbone {kind!r}; known: {', '.join(BACKBONES)}")
-    image = build_image_encoder(kind, image_weights)
-    audio = resnet18_audio() if kind == "resnet18" else SmallAudioEncoder()
+    image = build_image_encoder(kind, image_weights, layer4_stride)
+    audio = (resnet18_audio(layer4_stride) if kind == "resnet18"
+             else SmallAudioEncoder(strides=last_downsampling_stride((2, 2, 2, 2), layer4_stride)))
     return image, audio, image.out_channels, 512 if kind == "resnet18" else audio.out_channels
