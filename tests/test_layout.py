@@ -162,3 +162,24 @@ def test_a_training_stage_whose_checkpoints_are_gone_runs_again(tmp_path, monkey
     status = pipeline.reproduce("smoke", log=lambda *_: None, execute=fake, jobs=1)
     assert status["train_vggss_ezvsl"] == "ran" and ran == ["train_vggss_ezvsl"]
     assert best.is_file()
+
+
+def test_evaluations_without_skipped_samples_are_up_to_date_on_a_second_call(tmp_path, monkeypatch, smoke_params):
+    """A skip log is written only when `--skip-bad` left samples out: its absence must not make an
+    evaluation look unfinished (every evaluation would otherwise re-run on every call)."""
+    monkeypatch.setenv("VSLREPRO_RESULTS", str(tmp_path))
+    monkeypatch.setenv("VSLREPRO_CACHE", str(tmp_path / "cache"))
+
+    def fake(stage, executed, log, threads):  # what a clean evaluation writes: no skip log
+        executed.write_text("{}")
+        for path in stage.outputs + stage.products:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(stage.key)
+
+    first = pipeline.reproduce("smoke", log=lambda *_: None, execute=fake, jobs=1)
+    assert set(first.values()) == {"ran"}
+    plan = pipeline.plan(smoke_params)
+    evaluation = next(stage for stage in plan if stage.key == "evaluate_flickr_center")
+    assert evaluation.optional_outputs and not any(path.exists() for path in evaluation.optional_outputs)
+    second = pipeline.reproduce("smoke", log=lambda *_: None, execute=fake, jobs=1)
+    assert set(second.values()) == {"skipped"}, {k: v for k, v in second.items() if v != "skipped"}

@@ -61,14 +61,18 @@ def test_every_stage_runs_then_skips(smoke_run):
     assert len(list((out / "notebooks").glob("*.ipynb"))) == len(first)
 
 
-def test_outputs_are_written(smoke_run):
+def test_outputs_are_written(smoke_run, smoke_params):
     out, _, _ = smoke_run
     for n in (1, 2, 3, 4):
         for ext in ("csv", "md", "tex"):
             assert (out / "tables" / f"table{n}.{ext}").is_file()
     samples = sorted(p.name for p in (out / "samples").glob("*.csv"))
     assert "vggss_ezvsl_best.csv" in samples and "flickr_center_none.csv" in samples
-    assert len(samples) == 2 * (3 * 2 + 2)  # datasets x (3 methods x 2 checkpoints + 2 references)
+    evaluated = [(method, checkpoint) for method in layout.evaluated_methods(smoke_params)
+                 for checkpoint in method_class(method).checkpoints()]
+    assert len(evaluated) == 6 * 2 + 2 * 2 + 2  # 6 trained x BEST/LATEST, 2 OGL fusions x 2, 2 references
+    assert samples == sorted(f"{dataset}_{method}_{checkpoint}.csv" for dataset in ("flickr", "vggss")
+                             for method, checkpoint in evaluated)
     meta = json.loads((out / "samples" / "flickr_ezvsl_latest.json").read_text())
     assert meta["flickr_list"] == "250" and meta["environment"]["torch"]
 

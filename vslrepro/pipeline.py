@@ -43,9 +43,11 @@ from vslrepro.profiles import load_profile, profile_path
 @dataclass(frozen=True)
 class Stage:
     """One notebook execution: which notebook, with which parameters, after which stages, reading
-    which files (`inputs`), writing which (`outputs`, removed when the stage fails) and keeping
-    which (`products`: files that must exist for the stage to be up to date, kept on failure —
-    a training run's checkpoints, which an interrupted run resumes from)."""
+    which files (`inputs`), writing which (`outputs`: must exist for the stage to be up to date,
+    removed when the stage fails), perhaps writing which (`optional_outputs`: written only when
+    there is something to record, such as a skip log; removed when the stage fails, never required)
+    and keeping which (`products`: files that must exist for the stage to be up to date, kept on
+    failure — a training run's checkpoints, which an interrupted run resumes from)."""
 
     key: str
     notebook: str
@@ -53,12 +55,19 @@ class Stage:
     needs: tuple[str, ...] = field(default_factory=tuple)
     inputs: tuple[Path, ...] = field(default_factory=tuple)
     outputs: tuple[Path, ...] = field(default_factory=tuple)
+    optional_outputs: tuple[Path, ...] = field(default_factory=tuple)
     products: tuple[Path, ...] = field(default_factory=tuple)
 
 
-def _samples_files(params: dict[str, Any], evaluation: layout.Evaluation) -> tuple[Path, ...]:
+def _samples_files(params: dict[str, Any], evaluation: layout.Evaluation) -> tuple[Path, Path]:
+    """The files every evaluation writes: its per-sample CSV and the provenance record beside it."""
     csv = layout.samples_csv(params, evaluation.dataset, evaluation.method, evaluation.checkpoint)
-    return csv, layout.samples_record(csv), layout.skip_log(csv)
+    return csv, layout.samples_record(csv)
+
+
+def _skip_log(params: dict[str, Any], evaluation: layout.Evaluation) -> Path:
+    """The evaluation's skip log: written only when `--skip-bad` left samples out."""
+    return layout.skip_log(layout.samples_csv(params, evaluation.dataset, evaluation.method, evaluation.checkpoint))
 
 
 def plan(params: dict[str, Any]) -> list[Stage]:
@@ -85,8 +94,9 @@ def plan(params: dict[str, Any]) -> list[Stage]:
             evaluation_stages.append(key)
             stages.append(Stage(key, "04_evaluate.ipynb", {"profile": profile, "dataset": dataset, "method": method},
                                 ("testsets", "object_prior") + ((f"train_{dataset}_{base}",) if base else ()),
-                                inputs, outputs))
-    tables_inputs = tuple(f for e in layout.evaluations(params) for f in _samples_files(params, e))
+                                inputs, outputs, optional_outputs=tuple(_skip_log(params, e) for e in planned)))
+    tables_inputs = tuple(f for e in layout.evaluations(params)
+                          for f in (*_samples_files(params, e), _skip_log(params, e)))
     stages.append(Stage("tables", "05_tables.ipynb", {"profile": profile}, ("testsets", *evaluation_stages),
                         tables_inputs))
     return stages
@@ -216,7 +226,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
         if error is not None:  # a failed stage is reported; the others go on
             message = str(error).splitlines()[-1][:300] if str(error) else ""
             status[stage.key] = f"failed: {type(error).__name__}: {message}"
-            for path in stage.outputs:  # never leave an earlier run's results behind as if fresh
+            for path in stage.outputs + stage.optional_outputs:  # never leave an earlier run's results behind as if fresh
                 path.unlink(missing_ok=True)
             log(f"[{stage.key}] FAILED ({status[stage.key]}); see {files['notebook']} and {files['log']}")
             return
