@@ -14,13 +14,10 @@ from vslrepro.methods import method_class
 from vslrepro.methods.attention10k import Attention10k, draw_negatives, softmax_triplet_loss
 from vslrepro.methods.base import upsample_maps
 
+from methodkit import optimise, small_batch
+
 HEAD_KEYS = {f"{layer}.{p}" for layer in ("sound_fc1", "sound_fc2", "vision_fc1", "vision_fc2")
              for p in ("weight", "bias")}
-
-
-def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
 
 
 # ---------------------------------------------------------------- the loss, written plainly
@@ -151,16 +148,9 @@ def test_gradients_reach_both_encoders_and_heads():
 def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
     model = Attention10k()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)  # 1e-3 saturates this tiny batch (docs)
     image, spec = small_batch(8)
     negatives = torch.roll(torch.arange(8), 1)  # fixed negatives: the curve is not drawing noise
-    losses = []
-    for _ in range(30):
-        loss = model.loss(image, spec, negatives)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = optimise(model, lambda: model.loss(image, spec, negatives), lr=3e-4)  # 1e-3 saturates this tiny batch
     assert losses[-1] < 0.5 * losses[0], losses
 
 

@@ -13,10 +13,7 @@ from torchvision.models import resnet18
 from vslrepro.methods import method_class
 from vslrepro.methods.dmc import DMC, margin_loss, mismatched_indices, soft_kmeans
 
-
-def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
+from methodkit import optimise, small_batch
 
 
 # ---------------------------------------------------------------- plain re-implementations
@@ -214,15 +211,8 @@ def test_gradients_reach_both_encoders_and_heads():
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = DMC(backbone="small")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     image, spec = small_batch(8)
-    losses = []
-    for _ in range(30):
-        loss = model(image, spec)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = optimise(model, lambda: model(image, spec))
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
 
 

@@ -11,10 +11,7 @@ from torchvision.models import resnet18
 from vslrepro.data.errors import DataError
 from vslrepro.methods.ezvsl import EZVSL, load_official_checkpoint, mil_contrastive_loss
 
-
-def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
+from methodkit import small_batch
 
 
 def loop_loss(image_features: torch.Tensor, audio_features: torch.Tensor, tau: float) -> torch.Tensor:

@@ -13,10 +13,7 @@ from vslrepro.methods.hardpos import (HardPos, hardpos_logits, hardpos_loss, nea
                                       pooled_image_embeddings)
 from vslrepro.methods.lvs import LVS, response_maps
 
-
-def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
+from methodkit import optimise, small_batch
 
 
 # ---------------------------------------------------------------- the formula, written plainly
@@ -187,15 +184,8 @@ def test_gradients_reach_both_encoders():
 def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
     model = HardPos(backbone="small")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     image, spec = small_batch(8)
-    losses = []
-    for _ in range(30):
-        loss = model(image, spec)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = optimise(model, lambda: model(image, spec))
     assert losses[-1] < 0.8 * losses[0], losses
 
 

@@ -12,10 +12,7 @@ from vslrepro.data.errors import DataError
 from vslrepro.methods.lvs import (LVS, background_responses, foreground_responses, lvs_logits, lvs_loss,
                                   original_layout_state_dict, response_maps)
 
-
-def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
+from methodkit import optimise, small_batch
 
 
 def nonnegative_features(n: int, c: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,15 +110,8 @@ def test_model_shapes_features_and_gradients():
 def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
     model = LVS(backbone="small")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     image, spec = small_batch(8)
-    losses = []
-    for _ in range(30):
-        loss = model(image, spec)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = optimise(model, lambda: model(image, spec))
     assert losses[-1] < 0.5 * losses[0], losses
 
 

@@ -12,12 +12,10 @@ from torchvision.models import resnet18
 from vslrepro.methods import method_class
 from vslrepro.methods.slavc import SLAVC, mixture_logits, slavc_loss
 
+from methodkit import optimise, small_batch
+from test_checkpoints import save_like_numpy1  # the released files' numpy-1.x pickles
+
 TAU = 0.03
-
-
-def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
 
 
 def paper_batch(b: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,14 +149,7 @@ def test_loss_decreases_on_a_fixed_batch():
     image, spec = small_batch(8)
     for dropout, ratio in ((0.0, 0.3), (0.9, 1.0)):  # dropout 0.9: noisy steps (ratios 0.84-0.93 seen)
         model = SLAVC(backbone="small", dropout_img=dropout)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        losses = []
-        for _ in range(30):
-            loss = model(image, spec)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = optimise(model, lambda: model(image, spec))
         assert np.mean(losses[-5:]) < ratio * np.mean(losses[:5]), (dropout, losses)
 
 
@@ -323,7 +314,8 @@ class OfficialSLAVC(nn.Module):
 
 
 def released_checkpoint(tmp_path):
-    """An OfficialSLAVC whose momentum copies differ from the online encoders, saved as train.py does."""
+    """An OfficialSLAVC whose momentum copies differ from the online encoders, saved as train.py does
+    (a DDP model under "model", numpy scalars beside it, pickled the way numpy 1.x writes them)."""
     torch.manual_seed(5)
     official = OfficialSLAVC()
     with torch.no_grad():
@@ -335,9 +327,10 @@ def released_checkpoint(tmp_path):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
     path = tmp_path / "latest.pth"
-    torch.save({"model": {f"module.{k}": v for k, v in official.state_dict().items()}, "optimizer": {},
-                "epoch": 20, "best_Precision": np.float64(0.8), "best_AP": np.float64(0.5),
-                "best_F1": np.float64(0.6)}, path)
+    # released files were pickled under numpy 1.x: their best_* metrics are numpy scalars
+    save_like_numpy1({"model": {f"module.{k}": v for k, v in official.state_dict().items()}, "optimizer": {},
+                      "epoch": 20, "best_Precision": np.float64(0.8), "best_AP": np.float64(0.5),
+                      "best_F1": np.float64(0.6)}, path)
     return official, path
 
 

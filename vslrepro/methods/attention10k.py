@@ -24,7 +24,8 @@ Original: the first author's PyTorch re-implementation, ardasnck/learning_to_loc
   lowest validation loss is kept (the trainer's and the profiles' business).
 
 Ours (same equations, same head names `sound_fc1`, `sound_fc2`, `att_softmax`, `vision_fc1`,
-`vision_fc2`, so a state_dict of the original's head layout maps 1:1), on the shared backbones of
+`vision_fc2`; the names match the original's, the sizes follow our backbones, see below), on the
+shared backbones of
 `build_backbones` (`imgnet`, `audnet`):
 - conv5_3 → the image trunk's map (`imgnet`): layer4 of the ImageNet ResNet-18 (paper profile,
   224 px → 512×7×7) or the small CNN (smoke/quick, 56 px → 128×7×7). Like conv5_3 it ends in a
@@ -36,7 +37,15 @@ Ours (same equations, same head names `sound_fc1`, `sound_fc2`, `att_softmax`, `
 - Sizes adapted to the backbone channels C_v (image) and C_a (audio): sound_fc1 C_a→dim,
   sound_fc2 dim→C_v, vision_fc1 C_v→dim, vision_fc2 dim→C_a. The original's hidden widths are the
   MLPs' input widths (1000 and 512); `dim=None` does the same, and the profiles' `model.dim`
-  (512 / 128) equals the backbone channels, so both profiles have the original's layout.
+  (512 / 128) equals the backbone channels, so both profiles have the original's structure.
+  The original's own head weights do not fit: at its sizes (f_s 1000-d from SoundNet, so
+  sound_fc1 1000×1000, sound_fc2 512×1000, vision_fc2 1000×512) they need a 1000-d audio vector,
+  which no backbone here produces, and they were trained on frozen VGG16/SoundNet features. Its
+  released (semi-supervised) checkpoint therefore cannot be evaluated; `load_weights` refuses it
+  with the mismatched keys and shapes. Parity is of the equations: with the original's head
+  weights at its own sizes and the original `network.py:AVModel` / `losses.py:UnsupervisedLoss`,
+  α, f_v and the loss agree bit for bit (checked once against the authors' repository; the test
+  suite checks the same steps on a layout it writes itself).
 - Negative: one other clip of the **same batch** per sample, uniform over the B − 1 others and
   independent across samples (the original's draw, restricted to the batch), drawn on the CPU with
   torch's global RNG (`draw_negatives`), so the trainer's per-epoch seeding makes a resume exact.

@@ -14,7 +14,7 @@ DistributedDataParallel model carry a "module." prefix, which is stripped (as th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,16 @@ def load_weights_file(path: str | Path) -> Any:
 def model_state_dict(checkpoint: Mapping, source: str = "<checkpoint>") -> dict[str, torch.Tensor]:
     """The model state_dict inside a checkpoint dict (or a bare state_dict), without "module.".
 
+    The state_dict is the "model" entry (ours, EZ-VSL's and SLAVC's `train.py`), the
+    "model_state_dict" entry (LVS's released files), or the dict itself.
+
     Raises:
-        DataError: naming `source` when the "model" entry is not a state_dict.
+        DataError: naming `source` when that entry is not a state_dict.
     """
-    state = checkpoint.get("model", checkpoint)
+    entry = next((key for key in ("model", "model_state_dict") if key in checkpoint), None)
+    state = checkpoint[entry] if entry else checkpoint
     if not isinstance(state, Mapping):
-        raise DataError(f"checkpoint {source}: entry 'model' is a {type(state).__name__}, not a state_dict")
+        raise DataError(f"checkpoint {source}: entry {entry!r} is a {type(state).__name__}, not a state_dict")
     return {(key[len("module."):] if key.startswith("module.") else key): value
             for key, value in state.items()}
 
@@ -89,8 +93,14 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
     return model
 
 
-def load_state_dict_file(model: nn.Module, checkpoint: str | Path | Mapping) -> nn.Module:
+def load_state_dict_file(model: nn.Module, checkpoint: str | Path | Mapping,
+                         convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+                         ) -> nn.Module:
     """Fill `model` strictly from a checkpoint file (or an already loaded checkpoint dict).
+
+    Args:
+        convert: maps an original release's key layout onto the model's (applied to the state_dict
+            after "module." is stripped); None loads the keys as they are.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -101,4 +111,5 @@ def load_state_dict_file(model: nn.Module, checkpoint: str | Path | Mapping) -> 
         checkpoint = load_weights_file(checkpoint)
     if not isinstance(checkpoint, Mapping):
         raise DataError(f"checkpoint {source} holds a {type(checkpoint).__name__}, not a dict")
-    return load_state_dict_strict(model, model_state_dict(checkpoint, source), source)
+    state = model_state_dict(checkpoint, source)
+    return load_state_dict_strict(model, convert(state) if convert else state, source)

@@ -33,6 +33,9 @@ Deviations:
   encoded once (B images, not 2B): the clustering of a frame does not depend on the audio, so the
   distances are the same; only the BatchNorm batch (B frames instead of B + B) and the negative's
   separate augmentation differ.
+- audio input: the benchmark's shared log-spectrogram (B, 1, 257 frequencies, T frames), log/12,
+  as every method here gets it; the original feeds a (B, 1, 201 frames, 64 mel bands) log-mel in
+  dB, time first (`music-exp/data/cut_audios.py`). Only the audio encoder sees the difference.
 - the unused layers are left out (DistributedDataParallel would need find_unused_parameters).
 - the clustering runs in float32 even under bf16 autocast (the distance expansion cancels), and the
   centre update divides by max(Σ assignments, float32 tiny): where the original would give 0/0 = NaN

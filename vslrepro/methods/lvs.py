@@ -11,7 +11,9 @@ Original (hche11/Localizing-Visual-Sounds-the-Hard-Way, an inference-only releas
 - P_i = Σ_k m⁺A_i / Σ_k m⁺ (positive), H_i = Σ_k m⁻A_i / Σ_k m⁻ (hard negative: the own image's
   background), E_ij = Σ_k m⁺_ij A_ij / Σ_k m⁺_ij with m⁺_ij = σ((A_ij − ε_p)/0.03) (easy
   negatives, every pair of the batch); the diagonal of E is multiplied by (1 − 100) = −99.
-- logits [P_i, E_i1 … E_iB, H_i] / 0.07. The released code stops at the logits; the loss is the
+- logits [P_i, E_i1 … E_iB, H_i] / 0.07 (`model.py` builds the tri-map and the H column under its
+  `--tri_map` and `--Neg` flags, which the released `test.py` leaves off: no effect on the map;
+  training follows the paper, with both). The released code stops at the logits; the loss is the
   cross-entropy with target 0 (the positive), as the paper's Eq. for L states.
 - map: A_i (14×14), resized with `cv2.resize(..., INTER_LINEAR)` to 224² (half-pixel centres, i.e.
   bilinear with align_corners=False), min–max, median threshold (vslrepro.metrics does the last two).
@@ -53,7 +55,7 @@ import torch.nn.functional as F
 from vslrepro.methods import register
 from vslrepro.methods.backbones import build_backbones, official_init_
 from vslrepro.methods.base import LocalizationMethod, method_params
-from vslrepro.methods.checkpoints import load_state_dict_strict, load_weights_file, model_state_dict
+from vslrepro.methods.checkpoints import load_state_dict_file
 
 
 def response_maps(image_features: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
@@ -228,13 +230,7 @@ class LVS(LocalizationMethod):
             FileNotFoundError: the file does not exist.
             DataError: an unreadable file, or keys/shapes that do not fit (naming the file).
         """
-        source = "<state_dict>" if isinstance(checkpoint, Mapping) else str(checkpoint)
-        if not isinstance(checkpoint, Mapping):
-            checkpoint = load_weights_file(checkpoint)
-        if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model_state_dict"), Mapping):
-            checkpoint = checkpoint["model_state_dict"]
-        state = original_layout_state_dict(model_state_dict(checkpoint, source))
-        load_state_dict_strict(self, state, source)
+        load_state_dict_file(self, checkpoint, convert=original_layout_state_dict)
         return self
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,27 @@
+"""What the per-method test files share: a small random batch, and a short optimisation on it."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (b, 3, 56, 56), specs (b, 1, 65, 64)): random inputs of the smoke profile's sizes."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
+
+
+def optimise(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], *, steps: int = 30,
+             lr: float = 1e-3) -> list[float]:
+    """`steps` Adam steps on `loss_of()` over `model`'s parameters; the loss before each step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_of()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
