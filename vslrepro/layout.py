@@ -72,11 +72,17 @@ def training_code_digest(method: str) -> str:
     return digest.hexdigest()[:12]
 
 
+# The evaluate settings that validation reads, which decide which epoch is BEST.
+VALIDATION_SETTINGS = ("binarize", "pred_size", "pred_thr", "iou_thr")
+
+
 def run_identity(params: dict[str, Any], method: str) -> dict[str, Any]:
-    """What a training run of `method` depends on: profile sections, its hyperparameters, its code."""
+    """What a training run of `method` depends on: profile sections, its hyperparameters, its code,
+    and the validation settings that select its BEST epoch."""
     cls = method_class(method)
     return {"method": method, "profile": {k: params.get(k) for k in RUN_SECTIONS},
-            "method_config": cls.config(params), "code": training_code_digest(method)}
+            "method_config": cls.config(params), "code": training_code_digest(method),
+            "validation": {k: params["evaluate"][k] for k in VALIDATION_SETTINGS}}
 
 
 def run_key(params: dict[str, Any], method: str) -> str:

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from vslrepro.atomic import atomic_torch_save
+from vslrepro import seeding
+from vslrepro.atomic import atomic_torch_save, exclusive
 from vslrepro.data.errors import DataError
 from vslrepro.data.images import normalize_images
 from vslrepro.methods.backbones import build_image_encoder, load_weights_file
@@ -133,8 +134,8 @@ class ObjectClassifier(nn.Module):
 
 def pretrain_object_prior(images: torch.Tensor, labels: torch.Tensor, *, backbone: str = "small",
                           image_size: int = 56, epochs: int = 5, batch_size: int = 128,
-                          lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu"
-                          ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+                          lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
+                          cpu_threads: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Supervised classification pretraining of the image encoder of `backbone`.
 
     Args:
@@ -145,6 +146,8 @@ def pretrain_object_prior(images: torch.Tensor, labels: torch.Tensor, *, backbon
         epochs, batch_size, lr: Adam training schedule (the last partial batch is kept).
         seed: seeds the encoder/head initialization, the shuffling and the augmentation.
         device: where to train.
+        cpu_threads: torch CPU threads while training (None: as they are); the weights depend on it
+            (`vslrepro.seeding.cpu_threads`).
 
     Returns:
         (state_dict, info): the encoder's state_dict on CPU (keys as `EZVSL.imgnet`), and
@@ -165,6 +168,15 @@ def pretrain_object_prior(images: torch.Tensor, labels: torch.Tensor, *, backbon
     if int(labels.min()) < 0 or num_classes < 2:
         raise ValueError(f"labels must index at least 2 classes from 0, got range "
                          f"[{int(labels.min())}, {int(labels.max())}]")
+    with seeding.cpu_threads(cpu_threads):
+        return _train_classifier(images, labels, num_classes, backbone=backbone, image_size=image_size,
+                                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+
+
+def _train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, backbone: str,
+                      image_size: int, epochs: int, batch_size: int, lr: float, seed: int,
+                      device: str | torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`pretrain_object_prior`'s training and final evaluation, on checked inputs."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG state is left untouched
         torch.manual_seed(seed)
@@ -230,6 +242,8 @@ def load_or_pretrain(cache_dir: str | Path, profile: str, images: torch.Tensor, 
     The cache file (`object_prior_path`) stores the state_dict, the info and the key: the training
     parameters (backbone, image_size, epochs, batch_size, lr, seed) and `data_fingerprint`. A file
     with another key is retrained and replaced; the write is atomic (temporary file + os.replace).
+    Processes asking at once take turns on a lock (`<cache_dir>/locks/objectprior-<profile>-seed<seed>.lock`):
+    the first trains, the others wait and then read its file.
 
     Args:
         cache_dir, profile: where to cache (see `object_prior_path`).
@@ -239,18 +253,22 @@ def load_or_pretrain(cache_dir: str | Path, profile: str, images: torch.Tensor, 
         (state_dict, info) with info["cached"] True when read from the cache, and info["path"].
     """
     defaults = inspect.signature(pretrain_object_prior).parameters
-    params = {name: defaults[name].default for name in ("backbone", "image_size", "epochs", "batch_size", "lr")}
+    params = {name: defaults[name].default
+              for name in ("backbone", "image_size", "epochs", "batch_size", "lr", "cpu_threads")}
     unknown = set(train_kwargs) - set(params)
     if unknown:
         raise ValueError(f"unknown object-prior parameters {sorted(unknown)}; known: {sorted(params)}")
     params.update(train_kwargs)
     key = {**params, "seed": int(seed), "data": data_fingerprint(images, labels)}
     path = object_prior_path(cache_dir, profile, seed)
-    if path.is_file():
-        stored = load_weights_file(path)
-        stored_key = stored.get("key") if isinstance(stored, dict) else None
-        if json.dumps(stored_key, sort_keys=True) == json.dumps(key, sort_keys=True):
-            return stored["state_dict"], {**stored["info"], "cached": True, "path": str(path)}
-    state, info = pretrain_object_prior(images, labels, seed=seed, device=device, **params)
-    atomic_torch_save({"state_dict": state, "info": info, "key": key}, path)
+    # One process trains, the others wait and read its file (on GPU two trainings may differ).
+    lock = Path(cache_dir) / "locks" / f"objectprior-{path.stem}.lock"  # not in objectprior/: only weights there
+    with exclusive(lock, f"pretraining the object prior {path}"):
+        if path.is_file():
+            stored = load_weights_file(path)
+            stored_key = stored.get("key") if isinstance(stored, dict) else None
+            if json.dumps(stored_key, sort_keys=True) == json.dumps(key, sort_keys=True):
+                return stored["state_dict"], {**stored["info"], "cached": True, "path": str(path)}
+        state, info = pretrain_object_prior(images, labels, seed=seed, device=device, **params)
+        atomic_torch_save({"state_dict": state, "info": info, "key": key}, path)
     return state, {**info, "cached": False, "path": str(path)}

@@ -1,6 +1,8 @@
 """The papermill pipeline: `python -m vslrepro reproduce --profile quick`.
 
-Stages, in order, each an executed notebook under `results/<profile>/notebooks/`:
+Stages, in order, each an executed notebook under `results/<profile>/notebooks/` (`<profile>`: the
+profile file's own `profile:` name; every notebook loads that same file, a shipped profile by its
+name, any other file by its absolute path, see `vslrepro.profiles`):
 data → extended test sets (Table 1) → object prior → train (dataset × method with a run) →
 evaluate (dataset × method, each checkpoint) → tables & figures. `plan()` derives every stage's
 dependencies and input files from the stage contract (`vslrepro.layout`): an evaluation needs the
@@ -37,7 +39,7 @@ from typing import Any, Callable
 from vslrepro import layout
 from vslrepro.methods import method_class
 from vslrepro.paths import NOTEBOOKS_DIR, results_dir
-from vslrepro.profiles import load_profile, profile_path
+from vslrepro.profiles import load_profile, profile_argument, profile_path
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,15 @@ def _skip_log(params: dict[str, Any], evaluation: layout.Evaluation) -> Path:
     return layout.skip_log(layout.samples_csv(params, evaluation.dataset, evaluation.method, evaluation.checkpoint))
 
 
-def plan(params: dict[str, Any]) -> list[Stage]:
-    """The ordered stages of a profile: every dataset × method, plus the reference rows."""
-    profile = params["profile"]
+def plan(params: dict[str, Any], profile: str | None = None) -> list[Stage]:
+    """The ordered stages of a profile: every dataset × method, plus the reference rows.
+
+    Args:
+        params: the loaded profile.
+        profile: what each notebook loads the profile from, `profiles.profile_argument(file)`
+            (default: the profile's name, i.e. `params/<name>.yaml`).
+    """
+    profile = profile or params["profile"]
     stages = [Stage("data", "00_data.ipynb", {"profile": profile}),
               Stage("testsets", "01_testsets.ipynb", {"profile": profile}, ("data",)),
               Stage("object_prior", "02_object_prior.ipynb", {"profile": profile}, ("data",))]
@@ -165,7 +173,7 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
     (so a run's checkpoints exist before its evaluation is stamped and started).
 
     Args:
-        profile: a profile name or YAML path.
+        profile: a profile name or YAML path (the notebooks load this same file).
         force: re-run every stage even when up to date.
         only: stage keys or notebook numbers ("00", "05") to run; the others are left alone.
         jobs: stages run at once (default `default_jobs()`).
@@ -176,10 +184,11 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
     params = load_profile(profile)
     profile_text = profile_path(profile).read_text()
     out = results_dir(params["profile"])
+    notebook_profile = profile_argument(profile)  # every notebook loads this same file
     jobs = jobs or default_jobs()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     code = package_digest()
-    planned = [stage for stage in plan(params)
+    planned = [stage for stage in plan(params, notebook_profile)
                if not only or stage.key in only or stage.notebook.split("_")[0] in only]
     keys = {stage.key for stage in planned}
     status: dict[str, str] = {}

@@ -42,5 +42,5 @@ def _weights(params: dict[str, Any], device: str | None = None) -> tuple[Any, di
         cache_dir(), params["profile"], images, labels, seed=int(params["seed"]),
         device=device or ("cuda" if torch.cuda.is_available() else "cpu"), backbone=backbone,
         image_size=params["input"]["image_size"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-        lr=cfg["lr"])
+        lr=cfg["lr"], cpu_threads=params["train"].get("cpu_threads"))
     return state, {"source": f"synthetic object prior ({Path(info['path']).name})", "classes": classes, **info}

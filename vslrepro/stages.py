@@ -33,7 +33,8 @@ from vslrepro.profiles import dataset_config, load_profile, synthetic_root
 
 
 def resolve(profile: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """A loaded profile dict, from a name, a YAML path or a dict."""
+    """A loaded profile dict: a name (`params/<name>.yaml`) or a YAML path is read and checked by
+    `profiles.load_profile` (a `ProfileError` names the file and key); a dict is taken as it is."""
     return dict(profile) if isinstance(profile, dict) else load_profile(profile)
 
 

@@ -11,9 +11,13 @@ The validation split is the profile's choice (`data.<dataset>.val`): the officia
 EZ-VSL and SLAVC validate on the Flickr-SoundNet test positives, which the `paper` profile follows.
 Training runs in fp32, as the official code does; `train.amp: true` opts into bf16 autocast.
 
-A run folder belongs to one run identity (`vslrepro.layout.run_identity`: profile sections, the
-method's hyperparameters, the training code's hash), recorded in `latest.pt` and `run.json`; resuming
-or reusing a folder made under another identity is refused.
+A run folder belongs to one parameter set (`run_binding`): the dataset, the run identity
+(`vslrepro.layout.run_identity`: profile sections, the method's hyperparameters, the training code's
+hash) and the validation settings that select BEST, recorded in `latest.pt` and `run.json`.
+Resuming or reusing a folder made under another one is refused, naming what differs; so is resuming
+an unfinished run on another number of processes. A finished run is found, never rewritten: its
+`run.json` keeps the parameters it was trained with. Every file of a run is written atomically, and
+one process at a time trains a folder (the lock `<out>/.lock`): a second one waits, then finds the run.
 
 Every random choice of epoch e derives from (seed, e): the batch order, each sample's crop and flip,
 and torch's global RNG (for dropout). A run killed at any point and started again resumes from
@@ -31,7 +35,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -40,7 +44,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vslrepro import metrics
-from vslrepro.atomic import atomic_torch_save
+from vslrepro.atomic import atomic_torch_save, atomic_write_text, exclusive
 from vslrepro.data.cache import CachedPairs
 from vslrepro.data.images import normalize_images
 from vslrepro.data.splits import train_split, validation_split
@@ -49,7 +53,7 @@ from vslrepro.layout import run_identity
 from vslrepro.methods import method_class
 from vslrepro.methods.checkpoints import load_weights_file
 from vslrepro.provenance import environment
-from vslrepro.seeding import seed_everything
+from vslrepro.seeding import cpu_threads, seed_everything
 
 
 def epoch_order(n: int, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
@@ -94,20 +98,67 @@ def validate(model: torch.nn.Module, index: pd.DataFrame, cache, params: dict[st
     return {"val_locacc": float(stats["locacc"]), "val_auc": float(stats["auc"])}
 
 
-def _check_identity(out: Path, identity: dict[str, Any], latest: dict[str, Any] | None) -> None:
-    """Refuse a run folder made under another run identity (other parameters or training code):
-    the one in its run.json (a finished run) or in its loaded `latest` checkpoint (an unfinished one)."""
+def run_binding(params: dict[str, Any], dataset: str, method: str) -> dict[str, Any]:
+    """What a run folder belongs to: the dataset and the run identity (which holds the validation
+    settings that select BEST)."""
+    return {"dataset": dataset, "identity": run_identity(params, method)}
+
+
+def _differences(recorded: Any, current: Any, prefix: str = "") -> list[str]:
+    """`key.path: recorded -> current` for every leaf that differs (values shortened)."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return [line for key in sorted(set(recorded) | set(current), key=str)
+                for line in _differences(recorded.get(key), current.get(key), f"{prefix}{key}.")]
+    if json.dumps(recorded, sort_keys=True, default=str) == json.dumps(current, sort_keys=True, default=str):
+        return []
+
+    def short(value: Any) -> str:
+        text = json.dumps(value, sort_keys=True, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return [f"{prefix.rstrip('.')}: {short(recorded)} -> {short(current)}"]
+
+
+def _refuse(out: Path, why: str) -> NoReturn:
+    raise RuntimeError(f"run folder {out} {why}; refusing to resume or reuse it. Train into another "
+                       f"folder (--out DIR) or delete {out} to train it again")
+
+
+def _check_binding(out: Path, binding: dict[str, Any], latest: dict[str, Any] | None, world: int,
+                   epochs: int) -> None:
+    """Refuse a run folder made under another parameter set (other dataset, profile sections,
+    hyperparameters, training code or validation settings), as recorded in its run.json (a
+    finished run, or one whose checkpoints were deleted) and in its `latest` checkpoint (an
+    unfinished one); and refuse to resume an unfinished run on another number of processes."""
+    records = []
     if (out / "run.json").is_file():
-        recorded = json.loads((out / "run.json").read_text()).get("identity")
-    elif latest is not None:
-        recorded = latest.get("identity")
-    else:
+        try:
+            records.append(("run.json", json.loads((out / "run.json").read_text())))
+        except ValueError as error:
+            _refuse(out, f"has an unreadable run.json ({error})")
+    if latest is not None:
+        records.append(("latest.pt", latest))
+    for source, record in records:
+        changed = _differences({k: record.get(k) for k in binding}, binding)
+        if changed:
+            _refuse(out, f"was made under another run identity ({source} differs in: {'; '.join(changed)})")
+    if latest is not None and latest["epoch"] < epochs and latest.get("world_size") != world:
+        _refuse(out, f"holds an unfinished run of {latest.get('world_size')} process(es) and this one has "
+                     f"{world}: in-batch negatives differ, resuming would mix two trainings")
+
+
+def _repair_best(out: Path, latest: dict[str, Any]) -> None:
+    """Make best.pt hold the epoch `latest` records as best. A kill between writing latest.pt and
+    best.pt leaves best.pt one best epoch behind; that epoch is then the latest one, whose weights
+    latest.pt holds. Any other mismatch (best.pt deleted, replaced) cannot be mended: refused."""
+    epoch = latest["best"]["epoch"]
+    found = load_weights_file(out / "best.pt").get("epoch") if (out / "best.pt").is_file() else None
+    if found == epoch:
         return
-    if json.dumps(recorded, sort_keys=True, default=str) != json.dumps(identity, sort_keys=True, default=str):
-        changed = sorted(k for k in identity if (recorded or {}).get(k) != identity[k])
-        raise RuntimeError(f"run folder {out} was made under another run identity (differs in: "
-                           f"{', '.join(changed) or 'everything'}); refusing to resume or reuse it. "
-                           f"Train into a new folder (--out) or delete {out}")
+    if epoch != latest["epoch"]:
+        _refuse(out, f"records epoch {epoch} as BEST but best.pt "
+                     + ("is missing" if found is None else f"holds epoch {found}"))
+    atomic_torch_save({"model": latest["model"], "epoch": epoch}, out / "best.pt")
 
 
 def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path, *,
@@ -121,10 +172,24 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
     if cls.run_method() != method:
         raise ValueError(f"{method!r} is not trained on its own"
                          + (f" (it reuses the {cls.trains_as!r} run)" if cls.trains_as else " (training-free)"))
-    identity = run_identity(params, method)
     out = Path(out)
+    with cpu_threads(params["train"].get("cpu_threads")):  # the run's numbers depend on it (seeding.cpu_threads)
+        if int(os.environ.get("RANK", "0")) == 0:  # one training per folder at a time (rank 0 speaks for its job)
+            with exclusive(out / ".lock", f"training {out}"):
+                return _train_run(params, dataset, cls, out, device=device, progress=progress)
+        return _train_run(params, dataset, cls, out, device=device, progress=progress)
+
+
+def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
+               device: str | None, progress: bool) -> Path:
+    """`train_run`'s work, under the folder's lock."""
+    method = cls.name
+    binding = run_binding(params, dataset, method)
     latest = load_weights_file(out / "latest.pt") if (out / "latest.pt").is_file() else None
-    _check_identity(out, identity, latest)
+    # Checked before any process group starts, so that a refusal ends every process of the job.
+    _check_binding(out, binding, latest, int(os.environ.get("WORLD_SIZE", "1")), params["train"]["epochs"])
+    if latest is not None and int(os.environ.get("RANK", "0")) == 0:
+        _repair_best(out, latest)
     rank, world = _distributed()
     dev = _device(device, rank)
     cfg, seed = params["train"], int(params["seed"])
@@ -192,21 +257,26 @@ def train_run(params: dict[str, Any], dataset: str, method: str, out: str | Path
             scores = validate(model, val_index, val_cache, params, dev)
             history.append({"epoch": epoch + 1, "loss": float(mean_loss), **scores,
                             "seconds": time.perf_counter() - tic})
-            if scores["val_locacc"] >= best["val_locacc"]:  # ties: the later epoch (official >=)
+            improved = scores["val_locacc"] >= best["val_locacc"]  # ties: the later epoch (official >=)
+            if improved:
                 best = {"epoch": epoch + 1, "val_locacc": scores["val_locacc"]}
-                atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
+            # latest.pt first: a kill before best.pt is written is mended from it on resume (_repair_best)
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "epoch": epoch + 1, "history": history, "best": best, "identity": identity},
-                        out / "latest.pt")
-            pd.DataFrame(history).to_csv(out / "history.csv", index=False, float_format="%.6g")
+                               "epoch": epoch + 1, "history": history, "best": best, **binding,
+                               "world_size": world}, out / "latest.pt")
+            if improved:
+                atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
+            atomic_write_text(out / "history.csv",
+                              pd.DataFrame(history).to_csv(index=False, float_format="%.6g"))
         if world > 1:
             dist.barrier()
-    if rank == 0:
-        (out / "run.json").write_text(json.dumps({
-            "dataset": dataset, "method": method, "identity": identity, "params": params, "best": best,
+    # A finished run found again keeps its run.json: it records the parameters it was trained with.
+    if rank == 0 and (start < cfg["epochs"] or not (out / "run.json").is_file()):
+        atomic_write_text(out / "run.json", json.dumps({
+            "method": method, **binding, "params": params, "best": best,
             "validation": val_index.attrs.get("files", {}),
-            "world_size": world, "device": str(dev), "environment": environment()}, indent=2,
-            default=str) + "\n")
+            "world_size": latest["world_size"] if start == cfg["epochs"] else world,
+            "device": str(dev), "environment": environment()}, indent=2, default=str) + "\n")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

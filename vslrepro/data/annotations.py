@@ -8,8 +8,11 @@ ymin:ymax, cols xmin:xmax of each box; Flickr divides by 2 and clips at 1 (annot
 VGG-SS sets any coverage to 1.
 
 Ours: the same values, with explicit errors for malformed files (the official loaders crash or
-silently swap in another sample). Size buckets follow SLAVC `utils.py:EvaluatorFull`: by the
-area Σ G of the ground-truth map in 224² pixels.
+silently swap in another sample) and for boxes that are impossible in the declared units: Flickr
+needs 0 <= xmin <= xmax <= 256 (and the same for y), VGG-SS needs 0 <= x0 <= x1 <= 1 (and y). The
+one tolerated exception is the corrupt VGG-SS coordinate ≈ -2.88e16 of the released file
+(docs/data.md §7), clipped to 0 as in the original. Size buckets follow SLAVC
+`utils.py:EvaluatorFull`: by the area Σ G of the ground-truth map in 224² pixels.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from vslrepro.data.errors import DataError
 
 MAP_SIZE = 224  # side of every ground-truth map (the test-time image size)
 FLICKR_GRID = 256  # Flickr XML coordinates live on a 256×256 frame
+VGGSS_CORRUPT = -2.8823037615171176e16  # the 14 corrupt coordinates of the released vggss.json
 SIZE_EDGES = (1024, 9216, 20736)  # 32², 96², 144²: small | medium | large | huge
 SIZE_NAMES = ("small", "medium", "large", "huge")
 
@@ -38,14 +42,26 @@ class VGGSSEntry(NamedTuple):
 
 
 def _flickr_coordinate(text: str | None, path: Path, box_index: int, field: str) -> int:
-    """One XML coordinate on the 256 grid → int(224 v / 256); DataError when not an integer."""
+    """One XML coordinate on the 256 grid, checked to be a non-negative integer."""
     try:
         value = int((text or "").strip())
     except ValueError:
         raise DataError(f"{path}: bbox {box_index} field {field!r} is not an integer ({text!r})") from None
     if value < 0:
         raise DataError(f"{path}: bbox {box_index} field {field!r} is negative ({value})")
-    return int(MAP_SIZE * value / FLICKR_GRID)
+    return value
+
+
+def _flickr_box(values: list[int], path: Path, box_index: int) -> list[int]:
+    """A 256-grid box xmin, ymin, xmax, ymax → int(224 v / 256); DataError unless 0 <= min <= max <= 256."""
+    where = f"{path}: bbox {box_index} {values} (xmin, ymin, xmax, ymax on the {FLICKR_GRID} grid)"
+    for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
+        if value > FLICKR_GRID:
+            raise DataError(f"{where} has {name} {value}, beyond the {FLICKR_GRID}-px grid of Flickr annotations")
+    xmin, ymin, xmax, ymax = values
+    if xmax < xmin or ymax < ymin:
+        raise DataError(f"{where} has {'xmax < xmin' if xmax < xmin else 'ymax < ymin'}")
+    return [int(MAP_SIZE * value / FLICKR_GRID) for value in values]
 
 
 def read_flickr_boxes(path: str | Path) -> np.ndarray:
@@ -53,7 +69,8 @@ def read_flickr_boxes(path: str | Path) -> np.ndarray:
 
     Every `bbox` element that is a grandchild of the root (root → object → bbox) is one box: its
     first child (an index field) is skipped and the next four are xmin, ymin, xmax, ymax on a
-    256×256 grid, each mapped to int(224 v / 256) (e.g. 128 → 112, 255 → 223, 10 → 8).
+    256×256 grid (0 <= min <= max <= 256), each mapped to int(224 v / 256) (e.g. 128 → 112,
+    255 → 223, 10 → 8).
 
     Deviation: the official parser appends an empty box for every non-`bbox` grandchild and then
     crashes; here non-`bbox` elements are ignored.
@@ -66,7 +83,8 @@ def read_flickr_boxes(path: str | Path) -> np.ndarray:
 
     Raises:
         DataError: missing file, XML parse error, a bbox with fewer than 5 children, a
-            non-integer or negative coordinate, or no bbox at all.
+            non-integer coordinate or one outside [0, 256], xmax < xmin or ymax < ymin, or no bbox
+            at all.
     """
     path = Path(path)
     if not path.is_file():
@@ -85,32 +103,54 @@ def read_flickr_boxes(path: str | Path) -> np.ndarray:
                 raise DataError(
                     f"{path}: bbox {len(boxes)} has {len(fields)} fields, expected an index and xmin, ymin, xmax, ymax"
                 )
-            boxes.append(
-                [_flickr_coordinate(field.text, path, len(boxes), field.tag) for field in fields[1:5]]
-            )
+            values = [_flickr_coordinate(field.text, path, len(boxes), field.tag) for field in fields[1:5]]
+            boxes.append(_flickr_box(values, path, len(boxes)))
     if not boxes:
         raise DataError(f"{path}: no bbox element found")
     return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 
 
+def _is_corrupt(value: float) -> bool:
+    """The known corrupt coordinate of the released vggss.json (docs/data.md §7)."""
+    return math.isclose(value, VGGSS_CORRUPT, rel_tol=1e-9)
+
+
 def _vggss_box(box: object, path: Path, clip: str, index: int) -> list[int]:
-    """One normalized [x0, y0, x1, y1] → clipped to [0, 1], ×224, floored."""
+    """One normalized [x0, y0, x1, y1] in [0, 1] with x0 <= x1, y0 <= y1 → ×224, floored.
+
+    The known corrupt coordinate (≈ -2.88e16) is clipped to 0 as in the original, and its box is
+    not checked for order (clipping already makes it inverted or empty).
+    """
     if not isinstance(box, list) or len(box) != 4:
         raise DataError(f"{path}: entry {index} ({clip}): bbox is not a list of 4 numbers ({box!r})")
-    values = []
+    values, corrupt = [], False
     for value in box:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise DataError(f"{path}: entry {index} ({clip}): bad bbox coordinate {value!r} in {box!r}")
-        values.append(min(max(float(value), 0.0), 1.0))  # huge corrupt values (≈ -2.88e16) clip to 0
+        if _is_corrupt(value):
+            corrupt = True
+            value = 0.0
+        elif not 0.0 <= value <= 1.0:
+            hint = " (pixel coordinates?)" if value > 1.0 else ""
+            raise DataError(
+                f"{path}: entry {index} ({clip}): bbox {box!r} has coordinate {value!r} outside [0, 1]{hint}; "
+                "vggss.json boxes are normalized"
+            )
+        values.append(float(value))
+    x0, y0, x1, y1 = values
+    if not corrupt and (x1 < x0 or y1 < y0):
+        axis = "x1 < x0" if x1 < x0 else "y1 < y0"
+        raise DataError(f"{path}: entry {index} ({clip}): bbox {box!r} (x0, y0, x1, y1) has {axis}")
     return [int(math.floor(v * MAP_SIZE)) for v in values]
 
 
 def read_vggss_json(path: str | Path) -> dict[str, VGGSSEntry]:
     """Read vggss.json (a list of {"file", "class", "bbox"}) as boxes in 224 px.
 
-    Each bbox [x0, y0, x1, y1] is normalized; it is clipped to [0, 1], multiplied by 224 and
-    floored. The real file has 14 corrupt coordinates ≈ -2.88e16 which clipping turns into 0 (as in
-    the original). An entry without "class" gets class "".
+    Each bbox [x0, y0, x1, y1] is normalized: 0 <= x0 <= x1 <= 1 and 0 <= y0 <= y1 <= 1 (zero
+    extent allowed); it is multiplied by 224 and floored. The real file has 14 corrupt coordinates
+    ≈ -2.88e16 which, as in the original, are clipped to 0; any other coordinate outside [0, 1]
+    (e.g. pixels) is an error. An entry without "class" gets class "".
 
     Args:
         path: the JSON file (e.g. `metadata/vggss.json`).
@@ -120,7 +160,8 @@ def read_vggss_json(path: str | Path) -> dict[str, VGGSSEntry]:
 
     Raises:
         DataError: missing/unparsable file, top level not a list, an entry that is not an object,
-            has no "file", has no boxes, has a bbox that is not 4 finite numbers, a non-string
+            has no "file", has no boxes, has a bbox that is not 4 finite numbers, a coordinate
+            outside [0, 1] (other than the known corrupt one), x1 < x0 or y1 < y0, a non-string
             class, or a duplicate id.
     """
     path = Path(path)

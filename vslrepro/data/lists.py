@@ -6,6 +6,11 @@ id per row; `*_test_plus_silent.csv` has header `video,audio,label` and the offi
 rows whose label is `non-sounding`; `classes.csv` (our synthetic sets) has header `id,class`;
 VGGSound's `vggsound.csv` has no header and rows `youtube_id,start_seconds,label,split`.
 
+Every reader validates what it reads (docs/data.md §2, "Validation on read"): the expected header
+and number of fields, known labels only, and no repeated id or pair unless the caller passes
+`allow_duplicates=True` (then the repeats are kept, as the official loaders do, for the caller to
+record). A bad row raises a `DataError` naming the file, the line and the rule.
+
 The Flickr test list exists in two versions (docs/data.md §3): 250 ids (SLAVC) and 249 ids
 (EZ-VSL / LVS), which lack id 3908875350. `read_flickr_test_ids(variant=...)` selects either.
 """
@@ -13,7 +18,7 @@ The Flickr test list exists in two versions (docs/data.md §3): 250 ids (SLAVC) 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +28,8 @@ from vslrepro.data.errors import DataError
 FLICKR_249_MISSING_ID = "3908875350"  # in SLAVC's 250-id Flickr test list, not in EZ-VSL/LVS's 249
 FLICKR_LIST_VARIANTS = ("249", "250")
 NEGATIVE_LABEL = "non-sounding"  # the label the official loader keeps in *_test_plus_silent.csv
+EXTENDED_LABELS = (NEGATIVE_LABEL, "sounding")  # known labels; "sounding" rows are dropped like the official loader
+EXTENDED_HEADER = ["video", "audio", "label"]
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -43,91 +50,158 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             raise DataError(f"{path}: unreadable csv near line {reader.line_num} ({error})") from error
 
 
-def read_id_list(path: str | Path) -> list[str]:
+def _check_repeat(seen: dict, key: Hashable, path: Path, line: int, what: str, allow_duplicates: bool) -> bool:
+    """Record `key` as seen on `line`; True when it is a repeat (allowed), DataError when not allowed."""
+    if key not in seen:
+        seen[key] = line
+        return False
+    if not allow_duplicates:
+        raise DataError(
+            f"{path}: line {line}: duplicate {what} (first on line {seen[key]}); "
+            "pass allow_duplicates=True to keep repeats"
+        )
+    return True
+
+
+def read_id_list(path: str | Path, *, allow_duplicates: bool = False) -> list[str]:
     """Read a list of clip ids, one per line (blank lines skipped, whitespace stripped).
 
     Args:
         path: e.g. `metadata/flickr_144k.txt`.
+        allow_duplicates: keep a repeated id (it then appears as often as listed) instead of raising.
 
     Returns:
         The ids in file order.
 
     Raises:
-        DataError: the file is missing.
+        DataError: the file is missing or not text, a line holds more than one field (a comma or
+            inner whitespace), or an id is repeated (unless allow_duplicates).
     """
     path = Path(path)
     _require_file(path, "id list")
     try:
         with path.open(encoding="utf-8-sig") as handle:
-            return [line.strip() for line in handle if line.strip()]
+            lines = [(number, line.strip()) for number, line in enumerate(handle, start=1) if line.strip()]
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not a text file ({error})") from error
+    seen: dict[str, int] = {}
+    for number, clip in lines:
+        if "," in clip or len(clip.split()) > 1:
+            raise DataError(f"{path}: line {number}: expected one id per line, got {clip!r}")
+        _check_repeat(seen, clip, path, number, f"id {clip}", allow_duplicates)
+    return [clip for _, clip in lines]
 
 
-def read_csv_ids(path: str | Path) -> list[str]:
-    """Column 0 of every non-blank row of a csv without header (e.g. `vggss_test.csv`).
-
-    Raises:
-        DataError: the file is missing, or a row has an empty first field.
-    """
-    path = Path(path)
-    _require_file(path, "test list")
-    ids = []
+def _read_id_rows(
+    path: Path, what: str, fields_format: str, check: Callable[[list[str]], bool], allow_duplicates: bool
+) -> list[str]:
+    """Column 0 of every non-blank csv row, each row validated by `check(fields) -> bool`."""
+    _require_file(path, what)
+    ids: list[str] = []
+    seen: dict[str, int] = {}
     for line, fields in _csv_rows(path):
-        if not fields[0]:
-            raise DataError(f"{path}: line {line} has an empty id")
+        if not check(fields):
+            raise DataError(f"{path}: line {line}: expected rows {fields_format}, got {','.join(fields)!r}")
+        _check_repeat(seen, fields[0], path, line, f"id {fields[0]}", allow_duplicates)
         ids.append(fields[0])
     return ids
 
 
-def read_flickr_test_ids(path: str | Path, variant: str = "250") -> list[str]:
+def read_csv_ids(path: str | Path, *, allow_duplicates: bool = False) -> list[str]:
+    """The ids of a one-column csv without header (e.g. `vggss_test.csv`), in file order.
+
+    Args:
+        path: e.g. `metadata/vggss_test.csv`.
+        allow_duplicates: keep a repeated id instead of raising.
+
+    Raises:
+        DataError: the file is missing, a row is not exactly one non-empty id, or an id is
+            repeated (unless allow_duplicates).
+    """
+    return _read_id_rows(Path(path), "test list", "'id' (one field)",
+                         lambda fields: len(fields) == 1 and bool(fields[0]), allow_duplicates)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_flickr_test_ids(path: str | Path, variant: str = "250", *, allow_duplicates: bool = False) -> list[str]:
     """Read the Flickr-SoundNet test list (rows `id,int`, CRLF allowed; column 0 only).
 
     Args:
         path: e.g. `metadata/flickr_test.csv`.
         variant: "250" keeps the file as it is (SLAVC); "249" drops id 3908875350 (EZ-VSL / LVS).
+        allow_duplicates: keep a repeated id instead of raising.
 
     Returns:
         The ids in file order.
 
     Raises:
         ValueError: unknown variant.
-        DataError: the file is missing or a row has an empty id.
+        DataError: the file is missing, a row is not `id,int` with a non-empty id (a header row
+            included), or an id is repeated (unless allow_duplicates).
     """
     if variant not in FLICKR_LIST_VARIANTS:
         raise ValueError(f"unknown Flickr test-list variant {variant!r}: expected one of {FLICKR_LIST_VARIANTS}")
-    ids = read_csv_ids(path)
+    ids = _read_id_rows(Path(path), "test list", "'id,int' (two fields)",
+                        lambda fields: len(fields) == 2 and bool(fields[0]) and _is_int(fields[1]),
+                        allow_duplicates)
     if variant == "249":
         ids = [clip for clip in ids if clip != FLICKR_249_MISSING_ID]
     return ids
 
 
-def read_extended_csv(path: str | Path) -> pd.DataFrame:
+def read_extended_csv(path: str | Path, *, allow_duplicates: bool = False) -> pd.DataFrame:
     """Read the negatives of an extended test set (`*_test_plus_silent.csv`).
 
-    Rows are `video,audio,label`; like the official loader, only rows whose label is
-    `non-sounding` are kept (which also drops the header).
+    The first row must be the header `video,audio,label`; every other row holds exactly these
+    three non-empty fields and a known label. Like the official loader, only rows labelled
+    `non-sounding` are kept (`sounding` rows are dropped).
 
     Args:
         path: e.g. `metadata/vggss_test_plus_silent.csv`.
+        allow_duplicates: keep a repeated (video, audio) pair, counted as often as listed (the
+            official loader appends every row), instead of raising.
 
     Returns:
-        DataFrame with str columns `video` (the frame's clip) and `audio` (the sound's clip).
+        DataFrame with str columns `video` (the frame's clip) and `audio` (the sound's clip), in
+        file order. `attrs["duplicate_pairs"]`: one (video, audio) per repeated row kept.
 
     Raises:
-        DataError: the file is missing, or a row has fewer than 3 fields or an empty one (the
-            message names the line number).
+        DataError: the file is missing or empty, the header is not `video,audio,label` (e.g.
+            reordered columns), a row is not three non-empty fields, a label is unknown, or a
+            pair is repeated (unless allow_duplicates); the message names the line.
     """
     path = Path(path)
     _require_file(path, "extended test csv")
-    videos, audios = [], []
-    for line, fields in _csv_rows(path):
-        if len(fields) < 3 or not all(fields[:3]):
+    rows = _csv_rows(path)
+    line, header = next(rows, (0, None))
+    if header is None:
+        raise DataError(f"{path}: the file is empty, expected header {','.join(EXTENDED_HEADER)!r}")
+    if header != EXTENDED_HEADER:
+        raise DataError(f"{path}: line {line}: expected header {','.join(EXTENDED_HEADER)!r}, got {','.join(header)!r}")
+    videos, audios, repeated = [], [], []
+    seen: dict[tuple[str, str], int] = {}
+    for line, fields in rows:
+        if len(fields) != 3 or not all(fields):
             raise DataError(f"{path}: line {line} needs video,audio,label, got {','.join(fields)!r}")
-        if fields[2] == NEGATIVE_LABEL:
-            videos.append(fields[0])
-            audios.append(fields[1])
-    return pd.DataFrame({"video": videos, "audio": audios}, dtype=str)
+        if fields[2] not in EXTENDED_LABELS:
+            raise DataError(f"{path}: line {line}: unknown label {fields[2]!r}, expected one of {EXTENDED_LABELS}")
+        if fields[2] != NEGATIVE_LABEL:
+            continue
+        pair = (fields[0], fields[1])
+        if _check_repeat(seen, pair, path, line, f"pair video={pair[0]} audio={pair[1]}", allow_duplicates):
+            repeated.append(pair)
+        videos.append(fields[0])
+        audios.append(fields[1])
+    frame = pd.DataFrame({"video": videos, "audio": audios}, dtype=str)
+    frame.attrs["duplicate_pairs"] = repeated
+    return frame
 
 
 def _add_class(classes: dict[str, str], clip: str, label: str, path: Path, line: int) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from vslrepro.atomic import exclusive
 from vslrepro.data import synth_scene as scene
 from vslrepro.data.annotations import size_bucket
 from vslrepro.data.builder import build_extended_testset, write_extended_csv
@@ -146,11 +147,26 @@ def _write_objects(root: Path, scale: Scale, seed: int, pool) -> int:
     return scale.objects
 
 
-def generate(out: str | Path, *, scale: str = "quick", seed: int = 0, workers: int = 1) -> dict:
-    """Generate the synthetic benchmark under `out` (docs/synthetic.md), atomically.
+def _matching_manifest(out: Path, scale: str, seed: int) -> dict | None:
+    """The manifest of a complete benchmark in `out` by this generator, scale and seed, else None."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = {"generator": "vslrepro.data.synth", "version": GENERATOR_VERSION, "scale": scale, "seed": seed,
+              "sizes": json.loads(json.dumps(asdict(SCALES[scale])))}  # as read back from JSON
+    same = isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in wanted.items())
+    return manifest if same else None
 
-    The tree is built in `<out>.partial` and moved to `out` when complete; an `out` holding a previous
-    benchmark (it has a manifest.json) is replaced, any other non-empty `out` is refused.
+
+def generate(out: str | Path, *, scale: str = "quick", seed: int = 0, workers: int = 1) -> dict:
+    """Generate the synthetic benchmark under `out` (docs/synthetic.md), atomically and once.
+
+    The tree is built in `<out>.partial` and moved to `out` when complete. An `out` already holding
+    this generator's benchmark of the same scale and seed is kept as it is (generating it again would
+    give the same bytes); one holding another benchmark (it has a manifest.json) is replaced, any
+    other non-empty `out` is refused. Processes generating the same `out` at once take turns on the
+    lock `<out>.lock`: the first generates, the others wait and then find its benchmark.
 
     Args:
         out: the folder to write (see the module docstring for the layout).
@@ -171,13 +187,20 @@ def generate(out: str | Path, *, scale: str = "quick", seed: int = 0, workers: i
     if seed < 0 or workers < 1:
         raise ValueError(f"seed must be ≥ 0 and workers ≥ 1, got seed={seed}, workers={workers}")
     out = Path(out).resolve()
+    with exclusive(out.with_name(out.name + ".lock"), f"generating the synthetic benchmark {out}"):
+        found = _matching_manifest(out, scale, seed)
+        return found if found is not None else _generate(out, scale, seed, workers)
+
+
+def _generate(out: Path, scale: str, seed: int, workers: int) -> dict:
+    """`generate`'s work, under its lock: build `<out>.partial`, then move it to `out`."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise FileExistsError(f"{out} is not empty and holds no synthetic benchmark (no manifest.json)")
     sizes = SCALES[scale]
     partial = out.with_name(out.name + ".partial")
-    if partial.exists():
+    if partial.exists():  # left by a killed generation (the lock says no other process is writing it)
         shutil.rmtree(partial)
     pool = Pool(workers) if workers > 1 else None
     try:

@@ -10,6 +10,9 @@ evaluation needs — n_boxes, area Σ G of the ground-truth map, size bucket, cl
 negative's type (docs/data.md §2, "Negative types"): `video == audio` → "real"; otherwise "hard"
 when both clips have the same known class, "easy" when their known classes differ, "automated"
 when a class is unknown.
+Metadata are validated on read (docs/data.md §2, "Validation on read"): a repeated id or pair is an
+error unless the caller passes `allow_duplicates=True`, and a test set without positives or without
+negatives is an error naming its files.
 Media are not read here; `check_media` checks they exist and, unlike the official loader which
 silently drops missing ids (and later swaps failing samples for random others), raises or records
 each one in a SkipLog.
@@ -26,6 +29,7 @@ from vslrepro.data.annotations import MAP_SIZE, gt_map, read_flickr_boxes, read_
 from vslrepro.data.errors import DataError, SkipLog
 from vslrepro.data.lists import (
     FLICKR_LIST_VARIANTS,
+    NEGATIVE_LABEL,
     read_classes,
     read_csv_ids,
     read_extended_csv,
@@ -76,12 +80,12 @@ def _class_tables(root: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def _load_positives(
-    name: str, root: Path, test_list, annotations, flickr_list: str
+    name: str, root: Path, test_list, annotations, flickr_list: str, allow_duplicates: bool
 ) -> tuple[list[str], dict[str, np.ndarray], dict[str, str], dict[str, object]]:
     """(ids, boxes by id, classes from the annotation file, files read) of an annotated split."""
     if name == "flickr":
         list_path = _resolve(root, test_list or "metadata/flickr_test.csv")
-        ids = read_flickr_test_ids(list_path, flickr_list)
+        ids = read_flickr_test_ids(list_path, flickr_list, allow_duplicates=allow_duplicates)
         annotation_dir = _resolve(root, annotations or "Annotations")
         boxes = {}
         for clip in _unique(ids)[0]:
@@ -96,9 +100,9 @@ def _load_positives(
     default_list = root / "metadata" / "vggss_test.csv"  # pairs with the default JSON only
     if test_list is not None:
         list_path = _resolve(root, test_list)
-        ids = read_csv_ids(list_path)
+        ids = read_csv_ids(list_path, allow_duplicates=allow_duplicates)
     elif annotations is None and default_list.is_file():
-        list_path, ids = default_list, read_csv_ids(default_list)
+        list_path, ids = default_list, read_csv_ids(default_list, allow_duplicates=allow_duplicates)
     else:
         list_path, ids = annotation_path, list(entries)
     missing = [clip for clip in ids if clip not in entries]
@@ -175,12 +179,17 @@ def _negative_rows(pairs: pd.DataFrame, classes: dict[str, str]) -> dict:
 
 
 def _positives(
-    name: str, root: Path, test_list, annotations, flickr_list: str
+    name: str, root: Path, test_list, annotations, flickr_list: str, allow_duplicates: bool
 ) -> tuple[dict, dict[str, object], dict[str, str]]:
     """(positive rows, attrs, class table: annotation JSON over classes.csv over vggsound.csv)."""
     _check_args(name, flickr_list)
-    ids, boxes, json_classes, files = _load_positives(name, root, test_list, annotations, flickr_list)
+    ids, boxes, json_classes, files = _load_positives(name, root, test_list, annotations, flickr_list,
+                                                      allow_duplicates)
     ids, repeated = _unique(ids)
+    if not ids:
+        variant = f" (Flickr list {flickr_list})" if name == "flickr" else ""
+        raise DataError(f"{files['test_list']}: no positives: the test list{variant} gives no ids "
+                        f"(annotations {files['annotations']})")
     classes, class_files = _class_tables(root)
     classes.update(json_classes)
     attrs = {
@@ -200,6 +209,7 @@ def positives_index(
     test_list: str | Path | None = None,
     annotations: str | Path | None = None,
     flickr_list: str = "250",
+    allow_duplicates: bool = False,
 ) -> pd.DataFrame:
     """Index the annotated positives of a test (or annotated validation) split.
 
@@ -209,8 +219,8 @@ def positives_index(
     else every entry of the JSON; boxes and class from `root/metadata/vggss.json` (or the
     `annotations` JSON). Relative paths resolve against `root`. Classes missing from the JSON (and
     all Flickr classes) come from `metadata/classes.csv` / `metadata/vggsound.csv` when present,
-    else "". A repeated id is kept once (the official loader uses a set) and listed in
-    `attrs["duplicate_ids"]`.
+    else "". A repeated id in the test list is an error; with `allow_duplicates` it is kept once
+    (the official loader uses a set) and each repeat is listed in `attrs["duplicate_ids"]`.
 
     Args:
         name: "flickr" or "vggss".
@@ -218,18 +228,21 @@ def positives_index(
         test_list: another id list (e.g. "metadata/flickr_val.csv").
         annotations: another annotation directory (Flickr) or JSON file (VGG-SS).
         flickr_list: "250" (SLAVC's list) or "249" (EZ-VSL/LVS: without id 3908875350).
+        allow_duplicates: accept a repeated id in the test list (kept once, recorded) instead of raising.
 
     Returns:
         DataFrame, one row per positive: video, audio (= video), positive (True), neg_type (""),
         n_boxes, area (Σ of the ground-truth map, 224² px), size (bucket), class, audio_class
         (= class). `attrs`: dataset, flickr_list (None for VGG-SS), files (what was read),
-        boxes (a `BoxTable` {id: (n, 4) int64}), duplicate_ids.
+        boxes (a `BoxTable` {id: (n, 4) int64}), duplicate_ids (one entry per repeated row of the
+        test list, so its length is the number of rows dropped; empty unless allow_duplicates).
 
     Raises:
         ValueError: unknown name or flickr_list.
-        DataError: a missing or malformed list/annotation, or a listed id without annotation.
+        DataError: a missing or malformed list/annotation, a listed id without annotation, a
+            repeated id (unless allow_duplicates), or no positive at all.
     """
-    rows, attrs, _ = _positives(name, Path(root), test_list, annotations, flickr_list)
+    rows, attrs, _ = _positives(name, Path(root), test_list, annotations, flickr_list, allow_duplicates)
     index = _frame(rows)
     index.attrs = attrs
     return index
@@ -253,6 +266,7 @@ def extended_testset(
     extended_csv: str | Path | None = None,
     test_list: str | Path | None = None,
     annotations: str | Path | None = None,
+    allow_duplicates: bool = False,
 ) -> pd.DataFrame:
     """Index an extended test set: the positives plus one row per negative pair.
 
@@ -268,21 +282,27 @@ def extended_testset(
         flickr_list: "250" or "249" (see `positives_index`).
         extended_csv: another negatives csv (relative to root unless absolute).
         test_list, annotations: as in `positives_index`.
+        allow_duplicates: accept repeats: a repeated test id is kept once, a repeated negative pair
+            as often as listed (both as the official loader), each repeat recorded in attrs.
 
     Returns:
         DataFrame with columns video, audio, positive (bool), neg_type, n_boxes (int), area
         (float), size, class, audio_class — positives first, then negatives in file order.
-        `attrs` as in `positives_index`, with files["extended_csv"] added.
+        `attrs` as in `positives_index`, with files["extended_csv"] and duplicate_pairs (one
+        (video, audio) per repeated row of the extended csv) added.
 
     Raises:
         ValueError: unknown name or flickr_list.
-        DataError: as `positives_index`; a missing/malformed extended csv; a real negative whose
-            id is also a positive.
+        DataError: as `positives_index`; a missing/malformed extended csv; a repeated pair (unless
+            allow_duplicates); no negative at all; a real negative whose id is also a positive.
     """
     root = Path(root)
-    positives, attrs, classes = _positives(name, root, test_list, annotations, flickr_list)
+    positives, attrs, classes = _positives(name, root, test_list, annotations, flickr_list, allow_duplicates)
     csv_path = _resolve(root, extended_csv or f"metadata/{name}_test_plus_silent.csv")
-    pairs = read_extended_csv(csv_path)
+    pairs = read_extended_csv(csv_path, allow_duplicates=allow_duplicates)
+    if pairs.empty:
+        raise DataError(f"{csv_path}: no negatives: no row is labelled {NEGATIVE_LABEL!r} "
+                        f"(positives from {attrs['files']['test_list']})")
     positive_ids = set(positives["video"])
     for video, audio in zip(pairs["video"], pairs["audio"]):
         if video == audio and video in positive_ids:
@@ -290,6 +310,7 @@ def extended_testset(
     negatives = _negative_rows(pairs, classes)
     index = _frame({column: positives[column] + negatives[column] for column in COLUMNS})
     attrs["files"]["extended_csv"] = str(csv_path)
+    attrs["duplicate_pairs"] = list(pairs.attrs["duplicate_pairs"])
     index.attrs = attrs
     return index
 
