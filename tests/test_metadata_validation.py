@@ -19,17 +19,9 @@ from vslrepro.data.lists import (
     read_id_list,
 )
 
+from test_testsets import write_xml  # a Flickr-SoundNet annotation file in the real format
+
 HEADER = b"video,audio,label\r\n"
-
-
-def write_xml(path, boxes_256) -> None:
-    """A Flickr-SoundNet annotation: root -> object -> bbox(index, xmin, ymin, xmax, ymax)."""
-    objects = "".join(
-        f"<object><bbox><index>{i}</index><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax>"
-        f"</bbox></object>"
-        for i, (a, b, c, d) in enumerate(boxes_256)
-    )
-    path.write_text(f"<annotation><size><width>256</width></size>{objects}</annotation>")
 
 
 @pytest.fixture
