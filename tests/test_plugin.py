@@ -27,8 +27,9 @@ class ToyPlugin(LocalizationMethod):
         self.audio = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16, dim))
         self.epochs_begun: list[int] = []
 
-    def begin_epoch(self, epoch: int) -> None:
+    def begin_epoch(self, epoch: int, data=None) -> None:
         self.epochs_begun.append(epoch)
+        self.training_pairs_seen = len(data) if data is not None else None
 
     def _features(self, image, spec):
         return F.normalize(self.image(image), dim=1), F.normalize(self.audio(spec), dim=1)

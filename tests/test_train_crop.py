@@ -122,3 +122,37 @@ def test_cached_items_equal_official_resize_crop_flip(tmp_path, width, height):
         corners.add((top, left))
         flips.add(flip)
     assert len(corners) > 5 and flips == {True, False}
+
+
+@pytest.mark.parametrize("height, width, size", [(61, 108, 56), (246, 437, 224), (56, 56, 56), (57, 60, 56)])
+def test_centre_crop_equals_torchvision_center_crop(height, width, size):
+    frame = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
+    ours = geometry.centre_crop(frame.numpy(), size)
+    np.testing.assert_array_equal(ours, TF.center_crop(frame, [size, size]).numpy())
+
+
+def test_training_data_pass_is_central_crops_in_index_order(tmp_path):
+    """`TrainingData.batches()` (the between-epoch pass a method's `begin_epoch` may take) gives
+    every training pair once, in index order, as normalized central crops of the cached frames."""
+    from vslrepro.data.images import normalize_images
+    from vslrepro.train import TrainingData
+
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(80, 60), (60, 90), (70, 70)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.jpg")
+        soundfile.write(tmp_path / f"c{i}.wav", rng.uniform(-0.5, 0.5, 16000).astype(np.float32), 16000)
+    (tmp_path / "frames").mkdir(); (tmp_path / "audio").mkdir()
+    for i in range(3):
+        (tmp_path / f"c{i}.jpg").rename(tmp_path / "frames" / f"c{i}.jpg")
+        (tmp_path / f"c{i}.wav").rename(tmp_path / "audio" / f"c{i}.wav")
+    cache = build_cache(tmp_path, [(f"c{i}", f"c{i}") for i in range(3)], tmp_path / "cache",
+                        mode="train", size=56, audio=AUDIO)
+    data = TrainingData(cache, size=56, batch_size=2, device=torch.device("cpu"))
+    batches = list(data.batches())
+    assert len(data) == 3 and [b[2].tolist() for b in batches] == [[0, 1], [2]]
+    for images, specs, indices in batches:
+        for image, spec, index in zip(images, specs, indices):
+            frame = torch.from_numpy(np.array(cache.image(int(index))))
+            expected = normalize_images(TF.center_crop(frame, [56, 56]).unsqueeze(0))[0]
+            torch.testing.assert_close(image, expected, rtol=0, atol=0)
+            torch.testing.assert_close(spec, torch.from_numpy(np.array(cache.specs[int(index)])))

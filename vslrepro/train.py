@@ -35,7 +35,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -81,6 +81,30 @@ def _device(requested: str | None, rank: int) -> torch.device:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
+
+
+class TrainingData:
+    """The training set as a method sees it between epochs: a deterministic pass, no augmentation.
+
+    `begin_epoch(epoch, data)` receives one; a method whose objective needs the whole training set
+    at a stage boundary (e.g. DSOL's k-means over the training features) iterates `data.batches()`,
+    which yields (images, specs, indices): ImageNet-normalized (B, 3, S, S) central crops of the
+    training frames, their (B, 1, F, T) spectrograms and (B,) pair indices, in index order, on the
+    training device. Nothing is loaded until a method asks, so methods without a schedule pay nothing.
+    Every process of a torchrun job sees the whole set (the same result on every rank).
+    """
+
+    def __init__(self, cache, size: int, batch_size: int, device: torch.device) -> None:
+        self.pairs = CachedPairs(cache, size=size, train=False)
+        self.batch_size, self.device = batch_size, device
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(images, specs, indices) batches of the whole training set, in index order."""
+        for images, specs, indices in DataLoader(self.pairs, batch_size=self.batch_size, shuffle=False):
+            yield normalize_images(images.to(self.device)), specs.to(self.device), indices
 
 
 def validate(model: torch.nn.Module, index: pd.DataFrame, cache, params: dict[str, Any],
@@ -218,6 +242,7 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         history, best, start = latest["history"], latest["best"], latest["epoch"]
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = CachedPairs(train_cache, size=params["input"]["image_size"], train=True, seed=seed)
+    between_epochs = TrainingData(train_cache, params["input"]["image_size"], params["evaluate"]["batch_size"], dev)
     per_rank = cfg["batch_size"] // world
     amp = bool(cfg.get("amp"))  # bf16 autocast, opt-in (the official code trains in fp32)
     delay = float(os.environ.get("VSLREPRO_BATCH_DELAY", "0"))  # testing aid: slow batches down
@@ -225,7 +250,7 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
     for epoch in range(start, cfg["epochs"]):
         tic = time.perf_counter()
         data.set_epoch(epoch)
-        model.begin_epoch(epoch)
+        model.begin_epoch(epoch, between_epochs)
         torch.manual_seed(seed * 1_000 + epoch)  # dropout and any other in-model randomness
         order = epoch_order(len(data), seed, epoch, cfg["batch_size"], rank, world).tolist()
         loader = DataLoader(data, batch_size=per_rank, sampler=order, num_workers=cfg["num_workers"],

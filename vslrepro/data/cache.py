@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from vslrepro.atomic import atomic_np_save, atomic_write
 from vslrepro.data.audio import load_audio, log_spectrogram
 from vslrepro.data.errors import DataError, SkipLog
-from vslrepro.data.images import load_frame, random_crop_flip, resize_for_test, resize_for_train, to_chw
+from vslrepro.data.images import centre_crop, load_frame, random_crop_flip, resize_for_test, resize_for_train, to_chw
 
 CACHE_VERSION = 2  # 2: train frames keep their aspect ratio (ragged images.npy + shapes.npy)
 
@@ -192,8 +192,9 @@ class CachedPairs(Dataset):
 
     In `train` mode each item is randomly cropped to `size` anywhere in its frame and flipped
     (`vslrepro.data.images.random_crop_flip`) with a generator seeded by (seed, epoch, index): the
-    same epoch gives the same batch content whatever the workers. Otherwise the cached frame, which
-    must then be size x size, is returned as is.
+    same epoch gives the same batch content whatever the workers. Otherwise the frame's central
+    size x size crop is returned (the frame itself for test caches; a deterministic view of a
+    training frame for a method's pass over its training set, `vslrepro.train.TrainingData`).
     """
 
     def __init__(self, cache: TensorCache, *, size: int, train: bool, seed: int = 0) -> None:
@@ -213,5 +214,5 @@ class CachedPairs(Dataset):
             seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
             image = random_crop_flip(frame, self.size, torch.Generator().manual_seed(int(seed)))
         else:
-            image = torch.from_numpy(np.array(frame))
+            image = torch.from_numpy(np.array(centre_crop(frame, self.size)))
         return image, spec, index

@@ -116,6 +116,20 @@ def crop_offsets(height: int, width: int, size: int, generator: torch.Generator)
     return top, left
 
 
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central size × size crop of a (3, H, W) frame, with torchvision CenterCrop's corner
+    (int(round((H − size) / 2)), int(round((W − size) / 2))); the frame itself when it is size × size.
+
+    Raises:
+        ValueError: the frame is smaller than the crop.
+    """
+    height, width = image.shape[-2], image.shape[-1]
+    if height < size or width < size:
+        raise ValueError(f"a {size} px crop does not fit in a {height} x {width} frame")
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    return image[:, top:top + size, left:left + size]
+
+
 def random_crop_flip(image: np.ndarray | torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """RandomCrop(size) then RandomHorizontalFlip(0.5) of one uint8 (3, H, W) frame.
 

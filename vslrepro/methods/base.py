@@ -16,8 +16,9 @@ other module branches on a method name:
   `for_evaluation(params, dataset, weights)` (a checkpoint file, ours or an official one, plus any
   extra parts such as OGL's object prior);
 - **how it is used**: `loss = method(image, spec)` in training, `maps, confidence =
-  method.localize(image, spec)` at test time, and `begin_epoch(epoch)` before each training epoch
-  (a hook for methods with a stage schedule; a no-op by default).
+  method.localize(image, spec)` at test time, and `begin_epoch(epoch, data)` before each training
+  epoch (a hook for methods with a stage schedule, with a pass over the training set; a no-op by
+  default).
 
 `maps` is (B, 224, 224) float32, upsampled the way the original method does; `confidence` holds at
 least `"max"` and `"topk_mean"`, both computed on the raw (not per-sample normalized) map — a
@@ -218,11 +219,15 @@ class LocalizationMethod(nn.Module):
         load_state_dict_file(self, checkpoint)
         return self
 
-    def begin_epoch(self, epoch: int) -> None:
+    def begin_epoch(self, epoch: int, data: Any = None) -> None:
         """Called by the trainer before training epoch `epoch` (0-based), also after a resume.
 
         A hook for methods whose objective follows a schedule (e.g. a second training stage);
-        the default does nothing.
+        the default does nothing. `data` is a `vslrepro.train.TrainingData`: `data.batches()` is a
+        deterministic, un-augmented pass over the training set, for a method that needs the whole
+        set at a stage boundary (e.g. clustering its features). Whatever such a pass computes must be
+        kept in the module's state (a buffer), so that it is checkpointed and a resume later in the
+        stage continues from it instead of recomputing it from other weights.
         """
 
     # ------------------------------------------------------------------ training and testing
