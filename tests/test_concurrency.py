@@ -68,3 +68,22 @@ def test_the_object_prior_is_trained_once_when_asked_twice_at_once(tmp_path):
     for thread in threads:
         thread.join(timeout=120)
     assert sorted(info["cached"] for info in infos) == [False, True]  # one trained, the other read its file
+
+
+def test_a_second_reproduce_of_one_profile_waits_for_the_first(tmp_path):
+    """Two `reproduce` of one profile never run at once (they would race on the same stage outputs):
+    while one holds the profile's lock, another waits for it, saying so."""
+    from vslrepro.paths import cache_dir
+
+    log = tmp_path / "stderr.txt"
+    with exclusive(cache_dir() / "locks" / "reproduce-smoke.lock", "the test's stand-in reproduction"):
+        waiting = subprocess.Popen([sys.executable, "-m", "vslrepro", "reproduce", "--profile", "smoke",
+                                    "--only", "no-such-stage"], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        deadline = time.time() + 120
+        try:
+            while "waiting for another process to finish reproducing profile 'smoke'" not in log.read_text():
+                assert time.time() < deadline and waiting.poll() is None, log.read_text()
+                time.sleep(0.1)
+        finally:
+            waiting.kill()
+            waiting.wait()

@@ -77,6 +77,12 @@ def test_unknown_method_name(tmp_path):
     ("tau: 0.03                # temperature (paper: 0.03)\n  ezvsl_ogl:", "tau: fast\n  ezvsl_ogl:",
      "methods.ezvsl.tau: 'fast'", "a number"),
     ("mode: exact", "mode: fast", "evaluate.mode: 'fast'", "one of 'exact', 'official'"),
+    ("tau: 0.03                # temperature (paper: 0.03)\n  ezvsl_ogl:", "tau: 0\n  ezvsl_ogl:",
+     "methods.ezvsl.tau: 0", "a number > 0"),
+    ("dropout_img: 0.9", "dropout_img: 1.5", "methods.slavc.dropout_img: 1.5", "a number in [0, 1)"),
+    ("alpha: 0.4", "alpha: -0.4", "methods.ezvsl_ogl.alpha: -0.4", "a number in [0, 1]"),
+    ("margin: 5.0", "margin: 0", "methods.dmc.margin: 0", "a number > 0"),
+    ("sample_rate: 8000", "sample_rate: 0", "input.sample_rate: 0", "an integer >= 1"),
 ])
 def test_impossible_values(tmp_path, old, new, key, allowed):
     assert old in SMOKE
@@ -146,3 +152,18 @@ def test_a_user_profile_reaches_the_notebook(tmp_path, monkeypatch, smoke_params
     assert any("'vggss'" in text and "'flickr'" not in text for text in texts if "{" in text)
     assert (tmp_path / "results" / "mine" / "tables" / "table1.csv").is_file()
     assert not (tmp_path / "results" / "smoke").exists()
+
+
+def test_hyperparameter_ranges_name_parameters_the_method_takes():
+    """A range on a parameter `__init__` does not take is a programming error, caught at schema build."""
+    from vslrepro.methods.base import LocalizationMethod
+    from vslrepro.params_schema import method_schema
+
+    class Misnamed(LocalizationMethod):
+        hyperparameter_ranges = {"tua": {"exclusiveMinimum": 0}}
+
+        def __init__(self, tau: float = 0.1) -> None:
+            super().__init__()
+
+    with pytest.raises(TypeError, match=r"names \['tua'\]"):
+        method_schema(Misnamed)

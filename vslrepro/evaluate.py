@@ -128,7 +128,8 @@ def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
 
     A missing or unreadable frame/WAV stops the evaluation with an error naming it; with `skip_bad`
     such samples are left out and listed in the skip log (`layout.skip_log`), and counted in the
-    provenance record ("listed", "evaluated", "skipped") — never replaced by another sample.
+    provenance record ("listed", "evaluated", "skipped") — never replaced by another sample. WAVs
+    resampled on the profile's request (`input.resample_audio`) are listed there too.
 
     Returns:
         The per-sample CSV path.
@@ -154,7 +155,9 @@ def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
     provenance = {"dataset": dataset, "method": method, "checkpoint": checkpoint_label(checkpoint),
                   "weights": str(weights) if weights else None, "flickr_list": index.attrs.get("flickr_list"),
                   "listed": listed, "evaluated": len(samples), "skipped": listed - len(samples),
-                  "skip_log": str(log) if log.is_file() else None, "params": params,
+                  "skip_log": str(log) if log.is_file() else None,
+                  "resampled_audio": cache.resampled,  # WAVs resampled on load (input.resample_audio)
+                  "params": params,
                   "environment": environment()}
     return write_samples(samples, path, primary_confidence=ev["confidence"], provenance=provenance)
 

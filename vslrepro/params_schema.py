@@ -41,7 +41,8 @@ def _section(properties: dict[str, Any], required: tuple[str, ...] | None = None
 
 def method_schema(cls: type) -> dict[str, Any]:
     """The hyperparameters a method class accepts: the keyword parameters of its `__init__`, typed
-    where the annotation is a plain int/float/bool/str (or None); empty (`{}` or nothing) allowed."""
+    where the annotation is a plain int/float/bool/str (or None), limited to the class's
+    `hyperparameter_ranges`; empty (`{}` or nothing) allowed."""
     properties: dict[str, Any] = {}
     open_ended = False
     for name, parameter in list(inspect.signature(cls.__init__).parameters.items())[1:]:  # [0]: self
@@ -54,6 +55,12 @@ def method_schema(cls: type) -> dict[str, Any]:
         parts = [part.strip() for part in text.split("|")]
         kinds = [ANNOTATION_TYPES[part] for part in parts if part in ANNOTATION_TYPES]
         properties[name] = {"type": kinds} if kinds and len(kinds) == len(parts) else {}
+    ranges = getattr(cls, "hyperparameter_ranges", {})
+    unknown = sorted(set(ranges) - set(properties))
+    if unknown:
+        raise TypeError(f"{cls.__qualname__}.hyperparameter_ranges names {unknown}, which __init__ does not take")
+    for name, allowed in ranges.items():
+        properties[name] = {**properties[name], **allowed}
     return {"type": ["object", "null"], "properties": properties, "additionalProperties": open_ended}
 
 
@@ -95,7 +102,9 @@ def profile_schema() -> dict[str, Any]:
             "data": data,
             "datasets": {"type": "array", "items": {"enum": list(DATASETS)}, "minItems": 1, "uniqueItems": True},
             "input": _section({"image_size": POSITIVE_INT, "audio_duration": POSITIVE,
-                               "nperseg": POSITIVE_INT, "noverlap": NON_NEGATIVE_INT}),
+                               "sample_rate": POSITIVE_INT, "resample_audio": {"type": "boolean"},
+                               "nperseg": POSITIVE_INT, "noverlap": NON_NEGATIVE_INT},
+                              required=("image_size", "audio_duration", "sample_rate", "nperseg", "noverlap")),
             "model": _section({"backbone": {"enum": list(BACKBONES)},
                                "dim": {"type": ["integer", "null"], "minimum": 1}}),
             "object_prior": _section({"epochs": NON_NEGATIVE_INT, "batch_size": POSITIVE_INT, "lr": POSITIVE}),
@@ -180,11 +189,14 @@ def allowed_values(schema: dict[str, Any]) -> str:
     if "items" in schema and "enum" in schema["items"]:
         text += " of " + allowed_values(schema["items"])[len("one of "):]
         text += ", each once" if schema.get("uniqueItems") else ""
-    if "minimum" in schema and "maximum" in schema:
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    if low is not None and high is not None:
         lower = "(" if "exclusiveMinimum" in schema else "["
-        text += f" in {lower}{schema['minimum']}, {schema['maximum']}]"
+        upper = ")" if "exclusiveMaximum" in schema else "]"
+        text += f" in {lower}{low}, {high}{upper}"
     else:
-        for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<=")):
+        for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
             if key in schema:
                 text += f" {sign} {schema[key]}"
     if "minLength" in schema:

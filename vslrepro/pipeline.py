@@ -17,6 +17,10 @@ stage is reported, its stale outputs are removed, the stages that need it are bl
 their stamps, so nothing built from an earlier run's files passes as fresh), the others still run,
 and the command exits non-zero at the end.
 
+Two `reproduce` of one profile never run at once: the second waits for the first (a lock in the
+cache), then finds every stage up to date. Other profiles proceed; the cache artefacts they share
+(synthetic data, tensor caches, the object prior, training runs) have locks of their own.
+
 Stages run in parallel (`--jobs`, default one per CPU core, at most 4), each notebook in its own
 papermill process with cpu_count / jobs torch threads: a stage starts once every stage it needs has
 finished. Most of a small stage's time is its kernel importing torch, which one core does alone, so
@@ -38,7 +42,8 @@ from typing import Any, Callable
 
 from vslrepro import layout
 from vslrepro.methods import method_class
-from vslrepro.paths import NOTEBOOKS_DIR, results_dir
+from vslrepro.atomic import exclusive
+from vslrepro.paths import NOTEBOOKS_DIR, cache_dir, results_dir
 from vslrepro.profiles import load_profile, profile_argument, profile_path
 
 
@@ -182,6 +187,15 @@ def reproduce(profile: str, *, force: bool = False, only: list[str] | None = Non
             tests pass a stand-in.
     """
     params = load_profile(profile)
+    # One reproduction of a profile at a time: a second one waits, then finds the stages up to date.
+    with exclusive(cache_dir() / "locks" / f"reproduce-{params['profile']}.lock",
+                   f"reproducing profile {params['profile']!r}"):
+        return _reproduce(profile, params, force=force, only=only, jobs=jobs, log=log, execute=execute)
+
+
+def _reproduce(profile: str, params: dict[str, Any], *, force: bool, only: list[str] | None,
+               jobs: int | None, log, execute: Callable[..., None]) -> dict[str, str]:
+    """`reproduce`'s work, under the profile's lock."""
     profile_text = profile_path(profile).read_text()
     out = results_dir(params["profile"])
     notebook_profile = profile_argument(profile)  # every notebook loads this same file

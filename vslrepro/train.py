@@ -300,6 +300,7 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         atomic_write_text(out / "run.json", json.dumps({
             "method": method, **binding, "params": params, "best": best,
             "validation": val_index.attrs.get("files", {}),
+            "resampled_audio": train_cache.resampled + val_cache.resampled,  # input.resample_audio
             "world_size": latest["world_size"] if start == cfg["epochs"] else world,
             "device": str(dev), "environment": environment()}, indent=2, default=str) + "\n")
     if world > 1:

@@ -22,7 +22,8 @@ from vslrepro.profiles import DatasetConfig, dataset_config
 def audio_params(params: dict[str, Any]) -> AudioParams:
     """The spectrogram settings of a profile."""
     spec = params["input"]
-    return AudioParams(float(spec["audio_duration"]), int(spec["nperseg"]), int(spec["noverlap"]))
+    return AudioParams(float(spec["audio_duration"]), int(spec["nperseg"]), int(spec["noverlap"]),
+                       sample_rate=int(spec["sample_rate"]), resample=bool(spec.get("resample_audio", False)))
 
 
 def tensor_dir(params: dict[str, Any], name: str) -> Path:

@@ -156,6 +156,7 @@ class Attention10k(LocalizationMethod):
     upsample_mode = "bilinear"
     align_corners = False
     map_bounds = (0.0, 1.0)
+    hyperparameter_ranges = {"dim": {"minimum": 1}, "layer4_stride": {"enum": [1, 2]}}
 
     def __init__(self, backbone: str = "small", dim: int | None = None, layer4_stride: int = 2,
                  image_weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> None:

@@ -132,6 +132,8 @@ class LocalizationMethod(nn.Module):
             original test code does it (EZ-VSL: bilinear, align_corners=True).
         map_bounds: fixed (lo, hi) bounds of the raw map: (map − lo)/(hi − lo) is the method's
             [0, 1] scale (top-k confidence, absolute binarization).
+        hyperparameter_ranges: allowed values of the `__init__` parameters (JSON-schema fragments),
+            checked when a profile loads.
     """
 
     name: str = ""
@@ -141,6 +143,9 @@ class LocalizationMethod(nn.Module):
     upsample_mode: str = "bilinear"
     align_corners: bool | None = True
     map_bounds: tuple[float, float] = (0.0, 1.0)
+    # Allowed values of `__init__` parameters, as JSON-schema fragments (`{"tau": {"exclusiveMinimum":
+    # 0}}`): a profile outside them is refused when it loads (vslrepro.params_schema), naming the key.
+    hyperparameter_ranges: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ building from a profile
 

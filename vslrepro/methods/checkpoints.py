@@ -51,7 +51,17 @@ def load_weights_file(path: str | Path) -> Any:
         with safe_globals(SAFE_NUMPY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError, ...
-        raise DataError(f"cannot read weights file {path}: {error}") from error
+        raise DataError(f"cannot read weights file {path} ({type(error).__name__}: {error}); "
+                        f"{_way_out(path)}") from error
+
+
+def _way_out(path: Path) -> str:
+    """What to do about an unreadable weights file, by what the file is."""
+    if path.name in ("latest.pt", "best.pt"):
+        return (f"the file is truncated or damaged: delete the run folder {path.parent} and train again "
+                "(its other checkpoint cannot be trusted to match)")
+    return ("the file is truncated, damaged or not a PyTorch checkpoint: copy or download it again "
+            "(torch.load must read it with weights_only=True)")
 
 
 def model_state_dict(checkpoint: Mapping, source: str = "<checkpoint>") -> dict[str, torch.Tensor]:

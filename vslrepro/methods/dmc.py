@@ -189,6 +189,8 @@ class DMC(LocalizationMethod):
     upsample_mode = "bilinear"
     align_corners = False
     map_bounds = (0.0, 1.0)
+    hyperparameter_ranges = {"dim": {"minimum": 1}, "visual_clusters": {"minimum": 1}, "iters": {"minimum": 1},
+                             "sharpness": {"exclusiveMinimum": 0}, "margin": {"exclusiveMinimum": 0}}
 
     def __init__(self, backbone: str = "small", dim: int | None = None, visual_clusters: int = 2,
                  iters: int = 4, sharpness: float = 30.0, margin: float = 5.0,

@@ -85,6 +85,7 @@ class EZVSL(LocalizationMethod):
     """
 
     display_name = "EZ-VSL"
+    hyperparameter_ranges = {"dim": {"minimum": 1}, "tau": {"exclusiveMinimum": 0}}
     trainable = True
     trains_as = None
     upsample_mode = "bilinear"

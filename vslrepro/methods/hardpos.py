@@ -192,6 +192,10 @@ class HardPos(LVS):
     """
 
     display_name = "HardPos"
+    hyperparameter_ranges = {"k_audio": {"minimum": 0}, "k_visual": {"minimum": 0},
+                             "epsilon_pos": {"minimum": -1, "maximum": 1}, "epsilon_neg": {"minimum": -1, "maximum": 1},
+                             "mask_tau": {"exclusiveMinimum": 0}, "tau": {"exclusiveMinimum": 0},
+                             "easy_negatives": {"enum": list(EASY_NEGATIVES)}, "layer4_stride": {"enum": [1, 2]}}
 
     def __init__(self, backbone: str = "small", k_audio: int = 1, k_visual: int = 1,
                  epsilon_pos: float = 0.65, epsilon_neg: float = 0.4, mask_tau: float = 0.03,

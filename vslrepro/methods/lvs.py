@@ -187,6 +187,9 @@ class LVS(LocalizationMethod):
     upsample_mode = "bilinear"
     align_corners = False  # cv2.resize INTER_LINEAR: half-pixel centres
     map_bounds = (-1.0, 1.0)  # cosines
+    hyperparameter_ranges = {"epsilon_pos": {"minimum": -1, "maximum": 1}, "epsilon_neg": {"minimum": -1, "maximum": 1},
+                             "mask_tau": {"exclusiveMinimum": 0}, "tau": {"exclusiveMinimum": 0},
+                             "layer4_stride": {"enum": [1, 2]}}
 
     def __init__(self, backbone: str = "small", epsilon_pos: float = 0.65, epsilon_neg: float = 0.4,
                  mask_tau: float = 0.03, tau: float = 0.07, layer4_stride: int = 1,

@@ -245,6 +245,7 @@ class EZVSLOGL(ObjectGuidedLocalization):
     """
 
     display_name = "EZ-VSL + OGL"
+    hyperparameter_ranges = {"alpha": {"minimum": 0, "maximum": 1}}
     upsample_mode = "bilinear"
     align_corners = True
 

@@ -144,6 +144,10 @@ class SLAVC(LocalizationMethod):
     """
 
     display_name = "SLAVC"
+    hyperparameter_ranges = {"dim": {"minimum": 1}, "tau": {"exclusiveMinimum": 0},
+                             "dropout_img": {"minimum": 0, "exclusiveMaximum": 1},
+                             "dropout_aud": {"minimum": 0, "exclusiveMaximum": 1},
+                             "momentum_img": {"minimum": 0, "maximum": 1}, "momentum_aud": {"minimum": 0, "maximum": 1}}
     trainable = True
     trains_as = None
     upsample_mode = "bicubic"
