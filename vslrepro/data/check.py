@@ -457,12 +457,21 @@ def run_check(datasets: dict[str, dict[str, Any]], *, sample_rate: int | None = 
         print(f"usable training ids: {report['splits']['train']['usable']} written to {path}")
     if out is not None:
         print(f"report: {write_report(reports, failures, min_coverage, out)}")
+    for name, report in reports.items():
+        train = report["splits"].get("train")
+        if train and not train["error"] and train["usable"] < train["listed"]:
+            print(f"note: {name} train: training stops at the first unusable clip; write the "
+                  f"{train['usable']} usable ids with --usable-train-out and train on that list")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
-        print("accept a threshold explicitly with --min-coverage (then evaluate with --skip-bad), or restore the files")
+        print("restore the files, or accept a threshold explicitly with --min-coverage and evaluate with "
+              "--skip-bad (it leaves out missing or unreadable media; an id without annotation or a WAV at "
+              "another rate must be fixed or removed from its list)")
         return 1
-    accepted = "" if min_coverage is None else f" (coverage >= {min_coverage:g} accepted)"
-    print(f"passed: every evaluation split is usable{accepted}")
+    if min_coverage is None:
+        print("passed: every clip of the evaluation splits is usable")
+    else:
+        print(f"passed: every evaluation split has coverage >= {min_coverage:g} (accepted with --min-coverage)")
     return 0
 
 
@@ -498,6 +507,8 @@ def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, 
         return located, float(params["input"]["audio_duration"])
     if dataset is None or root is None:
         raise ValueError("give --profile, or --dataset and --root (the extended test set's folder)")
+    if train_root is not None and train_list is None:
+        raise ValueError("--train-root needs --train-list (the ids to look for there)")
     metadata_root = Path(metadata) if metadata is not None else Path(root)
     if train_list is not None:
         train_list = Path(train_list)
