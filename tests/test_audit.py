@@ -91,6 +91,7 @@ def test_audit_flickr_several_lists(tmp_path, capsys):
     results = [audit_list(tmp_path / name, clips) for name in lists]
     assert [r["kept_ids"] for r in results] == [["5000"], ["5001", "10010"]]
     assert [[leak["train_id"] for leak in r["leaks"]] for r in results] == [["1001"], ["3908875350.wav"]]
-    assert main(["data", "audit", "--dataset", "flickr", "--root", str(root), "--train", str(tmp_path / "flickr_10k.txt"),
-                 "--train", str(tmp_path / "flickr_144k.txt"), "--clean-out", str(tmp_path / "x.txt")]) == 2
+    assert main(["data", "audit", "--dataset", "flickr", "--root", str(root),
+                 "--train", str(tmp_path / "flickr_10k.txt"), "--train", str(tmp_path / "flickr_144k.txt"),
+                 "--clean-out", str(tmp_path / "x.txt")]) == 2
     assert "one output per list" in capsys.readouterr().err and not (tmp_path / "x.txt").exists()

@@ -85,7 +85,8 @@ def test_flickr_defects_named_in_report(flickr_copy, tmp_path, capsys):
     severities = {entry["kind"]: entry["severity"] for entry in positives["problems"]}
     assert severities["audio_multichannel"] == "warning" and severities["frame_unreadable"] == "error"
     files = {entry["kind"]: entry["file"] for entry in positives["problems"]}
-    assert files["frame_unreadable"].endswith("frames/1003.jpg") and files["audio_zero_length"].endswith("audio/1004.wav")
+    assert files["frame_unreadable"].endswith("frames/1003.jpg")
+    assert files["audio_zero_length"].endswith("audio/1004.wav")
     negatives = splits["test_negatives"]
     assert (negatives["listed"], negatives["usable"], negatives["unusable"]) == (3, 2, ["1002/2001"])
     train = splits["train"]
@@ -155,6 +156,19 @@ def test_vggss_rate_silence_length_annotations(vggss_copy):
     kinds = problems_by_kind(report["splits"]["test_positives"])
     assert kinds["audio_sample_rate"] == {"a_000001", "b_000002", "d_000004", "e_000005"}
     assert "audio_too_short" not in kinds
+
+
+def test_repeated_rows_fail_whatever_the_threshold(vggss_copy, tmp_path):
+    test_list = vggss_copy / "metadata" / "vggss_test.csv"
+    test_list.write_text(test_list.read_text() + "a_000001\n")
+    out = tmp_path / "report.json"
+    assert main(["data", "check", "--dataset", "vggss", "--root", str(vggss_copy), "--min-coverage", "0",
+                 "--out", str(out)]) == 1
+    report = json.loads(out.read_text())
+    positives = report["datasets"]["vggss"]["splits"]["test_positives"]
+    assert positives["repeated"] == ["a_000001"] and positives["listed"] == 5
+    assert report["failures"] == [f"vggss test_positives: {test_list} repeats 1 rows (e.g. a_000001); "
+                                  "the pipeline refuses repeats"]
 
 
 def test_unreadable_list_fails(flickr_copy, tmp_path):

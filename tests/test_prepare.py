@@ -116,3 +116,7 @@ def test_out_of_range_and_vggss_ids(tmp_path):
     report = prepare_videos(folder, tmp_path / "vggss", ids="vggss")
     assert report["counts"]["prepared"] == 1 and (tmp_path / "vggss" / "frames" / "abc_000030.jpg").is_file()
     check_audio(tmp_path / "vggss" / "audio" / "abc_000030.wav")
+    (folder / "abc_000030.mkv").write_bytes((folder / "abc_30000_32000.mkv").read_bytes())
+    report = prepare_videos(folder, tmp_path / "twice", ids="vggss")
+    assert report["counts"] == {"found": 2, "prepared": 0, "skipped": 0, "failed": 2}
+    assert all("2 videos give id abc_000030" in entry["error"] for entry in report["failed"])

@@ -23,9 +23,10 @@ them, or warnings, which the loaders handle but which the user should know about
   (cIoU 0 for every method; docs/data.md §7).
 
 The expected sample rate is `sample_rate` when given, else the most common rate among all the
-dataset's checked WAV files. Coverage = usable / listed. The check passes when every evaluation
-split (validation, test positives, test negatives) has coverage 1, or at least `min_coverage`
-when the user accepts a threshold explicitly; the training split is reported but does not decide,
+dataset's checked WAV files. Coverage = usable / listed, each distinct row counted once. The
+check passes when every evaluation split (validation, test positives, test negatives) has a
+readable list without repeated rows (the pipeline refuses them; docs/data.md §2) and coverage 1,
+or at least `min_coverage` when the user accepts a threshold explicitly; the training split is reported but does not decide,
 since its list usually names clips that no longer exist (write the usable ones with
 `usable_train_out` and train on that list).
 """
@@ -76,6 +77,7 @@ class SplitSpec:
 
     `annotations` is None for splits without ground truth; otherwise {id: [(kind, file, detail)]}
     with an empty list for a valid annotation. `error` is set when the list itself is unreadable.
+    Repeated rows are kept once in `rows` and listed in `repeated`: the pipeline refuses them.
     """
 
     name: str
@@ -84,6 +86,7 @@ class SplitSpec:
     rows: list[tuple[str, str]] = field(default_factory=list)
     annotations: dict[str, list[tuple[str, str, str]]] | None = None
     error: str | None = None
+    repeated: list[str] = field(default_factory=list)  # one entry per repeated row ("video/audio" for pairs)
 
 
 # ---------------------------------------------------------------- inspecting one file
@@ -133,12 +136,19 @@ def _inspect(job: tuple[str, str]) -> tuple[tuple[str, str], dict[str, Any]]:
     return job, (inspect_frame(path) if kind == "frame" else inspect_audio(path))
 
 
-def inspect_files(jobs: list[tuple[str, str]], workers: int = 1) -> dict[tuple[str, str], dict[str, Any]]:
+def inspect_files(jobs: list[tuple[str, str]], workers: int = 1,
+                  progress: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
     """Inspect ("frame" | "audio", path) jobs, in `workers` processes; {job: result}."""
+    def collect(results) -> dict:
+        if progress:
+            from tqdm.auto import tqdm
+            results = tqdm(results, total=len(jobs), desc="checking files", leave=False)
+        return dict(results)
+
     if workers <= 1 or len(jobs) < 2:
-        return dict(map(_inspect, jobs))
+        return collect(map(_inspect, jobs))
     with Pool(workers) as pool:
-        return dict(pool.imap_unordered(_inspect, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers)))))
+        return collect(pool.imap_unordered(_inspect, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers)))))
 
 
 # ---------------------------------------------------------------- what each split lists
@@ -171,7 +181,8 @@ def _vggss_annotations(ids: list[str], json_path: Path) -> dict[str, list[tuple[
         if clip not in entries:
             status[clip] = [("annotation_missing", str(json_path), f"{json_path}: no entry for id {clip}")]
         elif gt_map("vggss", entries[clip].boxes).sum() == 0:
-            status[clip] = [("annotation_empty", str(json_path), f"{json_path}: id {clip} has boxes of zero total area")]
+            status[clip] = [("annotation_empty", str(json_path),
+                             f"{json_path}: id {clip} has boxes of zero total area")]
         else:
             status[clip] = []
     return status
@@ -186,6 +197,18 @@ def _read_or_error(spec: SplitSpec, read) -> Any:
         return None
 
 
+def _once(items: list, spec: SplitSpec) -> list:
+    """`items` without repeats (first-seen order); each repeat is recorded in `spec.repeated`."""
+    unique = list(dict.fromkeys(items))
+    if len(unique) < len(items):
+        seen = set()
+        for item in items:
+            if item in seen:
+                spec.repeated.append(item if isinstance(item, str) else "/".join(item))
+            seen.add(item)
+    return unique
+
+
 def positives_spec(dataset: str, name: str, media_root: Path, metadata_root: Path, *, test_list: Path | None = None,
                    annotations: Path | None = None, flickr_list: str = "250") -> SplitSpec:
     """The annotated split `name` (test positives or a validation list) of a dataset, read like
@@ -196,7 +219,7 @@ def positives_spec(dataset: str, name: str, media_root: Path, metadata_root: Pat
         ids = _read_or_error(spec, lambda: read_flickr_test_ids(list_path, flickr_list, allow_duplicates=True))
         if ids is None:
             return spec
-        ids = list(dict.fromkeys(ids))
+        ids = _once(ids, spec)
         spec.annotations = _flickr_annotations(ids, annotations or metadata_root / "Annotations")
     else:
         json_path = annotations or metadata_root / "metadata" / "vggss.json"
@@ -211,7 +234,7 @@ def positives_spec(dataset: str, name: str, media_root: Path, metadata_root: Pat
             ids = _read_or_error(spec, lambda: read_csv_ids(list_path, allow_duplicates=True))
         if ids is None:
             return spec
-        ids = list(dict.fromkeys(ids))
+        ids = _once(ids, spec)
         spec.annotations = _vggss_annotations(ids, json_path)
     spec.rows = [(clip, clip) for clip in ids]
     return spec
@@ -223,7 +246,7 @@ def negatives_spec(dataset: str, media_root: Path, metadata_root: Path) -> Split
     spec = SplitSpec("test_negatives", str(path), media_root)
     pairs = _read_or_error(spec, lambda: read_extended_csv(path, allow_duplicates=True))
     if pairs is not None:
-        spec.rows = list(dict.fromkeys(zip(pairs["video"], pairs["audio"])))
+        spec.rows = _once(list(zip(pairs["video"], pairs["audio"])), spec)
     return spec
 
 
@@ -232,19 +255,22 @@ def train_spec(train_root: Path, train_list: Path) -> SplitSpec:
     spec = SplitSpec("train", str(train_list), train_root)
     ids = _read_or_error(spec, lambda: read_id_list(train_list, allow_duplicates=True))
     if ids is not None:
-        spec.rows = [(clip, clip) for clip in dict.fromkeys(ids)]
+        spec.rows = [(clip, clip) for clip in _once(ids, spec)]
     return spec
 
 
 # ---------------------------------------------------------------- the report
 
-def _audio_problems(info: dict[str, Any], path: str, expected_rate: int | None, min_seconds: float) -> list[tuple[str, str]]:
+def _audio_problems(info: dict[str, Any], path: str, expected_rate: int | None,
+                    min_seconds: float) -> list[tuple[str, str]]:
     """(kind, detail) of one readable WAV under the dataset's settings."""
     problems = []
     if expected_rate is not None and info["rate"] != expected_rate:
-        problems.append(("audio_sample_rate", f"{path}: {info['rate']} Hz, the dataset's clips are at {expected_rate} Hz"))
+        problems.append(("audio_sample_rate",
+                         f"{path}: {info['rate']} Hz, the dataset's clips are at {expected_rate} Hz"))
     if info["seconds"] < min_seconds:
-        problems.append(("audio_too_short", f"{path}: {info['seconds']:.3f} s, shorter than the {min_seconds:g}-s window"))
+        problems.append(("audio_too_short",
+                         f"{path}: {info['seconds']:.3f} s, shorter than the {min_seconds:g}-s window"))
     if info["peak"] is not None and info["peak"] < SILENT_PEAK:
         problems.append(("audio_silent", f"{path}: peak amplitude {info['peak']:.2g}"))
     if info["channels"] > 1:
@@ -295,6 +321,7 @@ def _split_report(spec: SplitSpec, results: dict, expected_rate: int | None, min
         "media_root": str(spec.media_root),
         "decides_exit": spec.name in EVALUATION_SPLITS,
         "error": spec.error,
+        "repeated": spec.repeated,
         "listed": listed,
         "with_frame": counts["with_frame"],
         "with_audio": counts["with_audio"],
@@ -310,7 +337,8 @@ def _split_report(spec: SplitSpec, results: dict, expected_rate: int | None, min
 
 
 def check_splits(dataset: str, specs: list[SplitSpec], *, sample_rate: int | None = None,
-                 min_seconds: float = DEFAULT_MIN_SECONDS, workers: int = 1) -> dict[str, Any]:
+                 min_seconds: float = DEFAULT_MIN_SECONDS, workers: int = 1,
+                 progress: bool = False) -> dict[str, Any]:
     """Inspect every frame and WAV the splits list (each file once) and report per split.
 
     Returns:
@@ -324,7 +352,7 @@ def check_splits(dataset: str, specs: list[SplitSpec], *, sample_rate: int | Non
         for video, sound in spec.rows:
             jobs[("frame", str(spec.media_root / "frames" / f"{video}.jpg"))] = None
             jobs[("audio", str(spec.media_root / "audio" / f"{sound}.wav"))] = None
-    results = inspect_files(sorted(jobs), workers)
+    results = inspect_files(sorted(jobs), workers, progress)
     if sample_rate is None:
         found = Counter(info["rate"] for (kind, _), info in results.items() if kind == "audio" and info["rate"])
         sample_rate = min(found, key=lambda rate: (-found[rate], rate)) if found else None  # most common, ties: lowest
@@ -378,6 +406,9 @@ def verdict(report: dict[str, Any], min_coverage: float | None = None) -> list[s
             failures.append(f"{report['dataset']} {name}: unreadable list: {split['error']}")
         elif split["listed"] == 0:
             failures.append(f"{report['dataset']} {name}: {split['source']} lists nothing")
+        elif split["repeated"]:
+            failures.append(f"{report['dataset']} {name}: {split['source']} repeats {len(split['repeated'])} "
+                            f"rows (e.g. {split['repeated'][0]}); the pipeline refuses repeats")
         elif split["coverage"] < required:
             failures.append(f"{report['dataset']} {name}: {split['usable']} of {split['listed']} usable "
                             f"(coverage {split['coverage']:.4f} < {required:g})")
@@ -396,6 +427,9 @@ def summary(report: dict[str, Any], examples: int = 3) -> str:
         annotated = "-" if split["with_annotation"] is None else split["with_annotation"]
         lines.append(f"  {name:<15} {split['listed']:>8} {split['with_frame']:>8} {split['with_audio']:>8} "
                      f"{annotated:>8} {split['usable']:>8} {100 * split['coverage']:>8.2f}%")
+        if split["repeated"]:
+            lines.append(f"  {'':<15} {len(split['repeated'])} repeated rows, counted once: "
+                         f"{', '.join(split['repeated'][:examples])}")
     for name, split in report["splits"].items():
         for kind, count in sorted(split["problem_counts"].items(), key=lambda item: (PROBLEMS[item[0]][0], item[0])):
             named = [e["id"] for e in split["problems"] if e["kind"] == kind][:examples]
@@ -445,7 +479,7 @@ def run_check(datasets: dict[str, dict[str, Any]], *, sample_rate: int | None = 
     reports, failures = {}, []
     for name, locations in datasets.items():
         report = check_splits(name, dataset_specs(name, **locations), sample_rate=sample_rate,
-                              min_seconds=min_seconds, workers=workers)
+                              min_seconds=min_seconds, workers=workers, progress=True)
         reports[name] = report
         failures += verdict(report, min_coverage)
         print(summary(report))

@@ -205,21 +205,22 @@ def prepare_videos(videos: str | Path, out: str | Path, *, time: float | None = 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
+    found = find_videos(videos)
     failed, by_id = [], {}
-    for video in find_videos(videos):
+    for video in found:
         try:
             by_id.setdefault(clip_id(video, ids), []).append(video)
         except ValueError as error:
             failed.append({"id": "", "video": str(video), "error": str(error)})
     jobs, skipped = [], 0
-    for clip, found in sorted(by_id.items()):
-        if len(found) > 1:
-            failed += [{"id": clip, "video": str(video), "error": f"{len(found)} videos give id {clip}: "
-                        + ", ".join(map(str, found))} for video in found]
+    for clip, sources in sorted(by_id.items()):
+        if len(sources) > 1:
+            failed += [{"id": clip, "video": str(video), "error": f"{len(sources)} videos give id {clip}: "
+                        + ", ".join(map(str, sources))} for video in sources]
         elif (out / "frames" / f"{clip}.jpg").is_file() and (out / "audio" / f"{clip}.wav").is_file():
             skipped += 1
         else:
-            jobs.append((str(found[0]), clip, str(out), time, frame_index, sample_rate))
+            jobs.append((str(sources[0]), clip, str(out), time, frame_index, sample_rate))
     (out / "frames").mkdir(parents=True, exist_ok=True)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     if workers == 1 or len(jobs) < 2:
@@ -244,7 +245,7 @@ def prepare_videos(videos: str | Path, out: str | Path, *, time: float | None = 
         "out": str(out),
         "settings": {"time": time, "frame_index": frame_index, "sample_rate": sample_rate, "ids": ids,
                      "jpeg_quality": JPEG_QUALITY},
-        "counts": {"found": sum(map(len, by_id.values())) + sum(1 for f in failed if not f["id"]),
+        "counts": {"found": len(found),
                    "prepared": sum(1 for outcome in outcomes if not outcome["error"]),
                    "skipped": skipped, "failed": len(failed)},
         "failed": failed,
