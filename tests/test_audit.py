@@ -95,3 +95,20 @@ def test_audit_flickr_several_lists(tmp_path, capsys):
                  "--train", str(tmp_path / "flickr_10k.txt"), "--train", str(tmp_path / "flickr_144k.txt"),
                  "--clean-out", str(tmp_path / "x.txt")]) == 2
     assert "one output per list" in capsys.readouterr().err and not (tmp_path / "x.txt").exists()
+
+
+def test_extra_test_list_in_another_format(vggss_metadata, tmp_path):
+    """A list such as hche11/VGGSound's data/test.csv: rows `<id>.mp4,label`, labels may be quoted."""
+    root, _ = vggss_metadata
+    extra = tmp_path / "test.csv"
+    extra.write_text('stu_000000.mp4,dog barking\nyyy_000003.mp4,"cat, purring"\n')
+    train = tmp_path / "train.txt"
+    train.write_text("stu_0_10000\nyyy_000004\nyyy_000003\n")
+    clips, files = evaluation_clips(None, None, extra=[extra])
+    assert list(clips) == ["extra:test.csv"] and files == {"extra:test.csv": str(extra)}
+    result = audit_list(train, clips)
+    assert [leak["train_id"] for leak in result["leaks"]] == ["stu_0_10000", "yyy_000003"]
+    assert result["leaks"][0]["test_id"] == "stu_000000.mp4" and result["kept_ids"] == ["yyy_000004"]
+    clips, _ = evaluation_clips("vggss", root, extra=[extra])
+    assert list(clips) == ["test_list", "negative_frames", "negative_sounds", "extra:test.csv"]
+

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["flickr", "vggss"], help="whose test sets to compare with")
     p.add_argument("--root", help="the folder holding the dataset's metadata/ (default: the profile's)")
     p.add_argument("--vggsound-csv", help="VGGSound's vggsound.csv: its test-split rows count as test clips")
+    p.add_argument("--test", action="append", default=[],
+                   help="another list of test clips (repeatable): ids in any spelling in the first column")
     p.add_argument("--clean-out", action="append", help="cleaned list, one per --train in the same order")
     p.add_argument("--out", help="JSON report path")
     p = data.add_parser("prepare", help="raw videos -> frames/<id>.jpg and 16 kHz mono audio/<id>.wav")
@@ -163,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
             from vslrepro.profiles import dataset_config, load_profile
             root = dataset_config(load_profile(args.profile), args.dataset).metadata_root
         return run_audit(args.train, dataset=args.dataset, metadata_root=root, vggsound_csv=args.vggsound_csv,
-                         clean_out=args.clean_out, out=args.out)
+                         extra=args.test, clean_out=args.clean_out, out=args.out)
     if args.command == "data" and args.data_command == "prepare":
         from vslrepro.data.prepare import prepare_videos
         report = prepare_videos(args.videos, args.out, time=args.time, frame_index=args.frame_index,

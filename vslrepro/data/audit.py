@@ -10,7 +10,8 @@ Test clips come from a dataset's metadata (docs/data.md §2): the test list (Fli
 `flickr_test.csv`, the 250-id list, which contains the 249-id one; VGG-SS: `vggss_test.csv`, or
 the ids of `vggss.json` when the csv is absent), both clips of every negative of
 `*_test_plus_silent.csv` (its frame's clip and its sound's clip, which need not be test ids), and,
-when given, the rows of VGGSound's listing whose split is `test`. The cleaned list leaves out every
+when given, the rows of VGGSound's listing whose split is `test` and any further list of test
+clips (`extra`, e.g. `hche11/VGGSound data/test.csv`, rows `<id>.mp4,label`). The cleaned list leaves out every
 training id that matches any of them, keeps the others in their order and spelling, and drops
 repeated ids (the pipeline's `read_id_list` refuses repeats); its line endings follow the input's.
 """
@@ -24,24 +25,25 @@ from typing import Any
 from vslrepro.atomic import atomic_write_text
 from vslrepro.data.annotations import read_vggss_json
 from vslrepro.data.ids import clip_key
-from vslrepro.data.lists import (read_csv_ids, read_extended_csv, read_flickr_test_ids, read_id_list,
-                                 read_vggsound_split)
+from vslrepro.data.lists import (read_csv_ids, read_extended_csv, read_first_column, read_flickr_test_ids,
+                                 read_id_list, read_vggsound_split)
 from vslrepro.data.testsets import DATASETS
-
-SOURCES = ("test_list", "negative_frames", "negative_sounds", "vggsound_test")  # where a test clip is listed
 
 
 def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | None = None, *,
-               vggsound_csv: str | Path | None = None) -> tuple[dict[str, dict[tuple, str]], dict[str, str]]:
+                     vggsound_csv: str | Path | None = None,
+                     extra: list[str | Path] = ()) -> tuple[dict[str, dict[tuple, str]], dict[str, str]]:
     """The test clips of a dataset by source, keyed by `clip_key`.
 
     Args:
         dataset: "flickr" or "vggss" (None: only the VGGSound csv).
         metadata_root: the folder holding `metadata/` (and the test lists) of that dataset.
         vggsound_csv: VGGSound's `vggsound.csv`; None uses `metadata/vggsound.csv` when it exists.
+        extra: further lists of test clips, any spelling in the first column (source `extra:<file name>`).
 
     Returns:
-        ({source: {key: the id as the test file spells it}}, {source: file read}).
+        ({source: {key: the id as the test file spells it}}, {source: file read}); sources in the
+        order test_list, negative_frames, negative_sounds, vggsound_test, extra:..., those present.
 
     Raises:
         ValueError: unknown dataset, or nothing to compare with.
@@ -49,8 +51,9 @@ def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | Non
     """
     if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
-    if dataset is None and vggsound_csv is None:
-        raise ValueError("nothing to audit against: give a dataset and its metadata root, or a VGGSound csv")
+    if dataset is None and vggsound_csv is None and not extra:
+        raise ValueError("nothing to audit against: give a dataset and its metadata root, a VGGSound csv "
+                         "or a list of test clips")
     lists: dict[str, list[str]] = {}
     files: dict[str, str] = {}
     meta = Path(metadata_root) / "metadata" if metadata_root is not None else None
@@ -76,6 +79,11 @@ def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | Non
     if vggsound_csv is not None:
         files["vggsound_test"] = str(vggsound_csv)
         lists["vggsound_test"] = read_vggsound_split(vggsound_csv, "test")
+    for path in extra:
+        source = f"extra:{Path(path).name}"
+        if source in lists:
+            raise ValueError(f"two extra test lists named {Path(path).name}: rename one")
+        files[source], lists[source] = str(path), read_first_column(path)
     clips = {source: {clip_key(clip): clip for clip in reversed(ids)} for source, ids in lists.items()}
     return clips, files  # reversed: each key keeps its first spelling
 
@@ -93,7 +101,7 @@ def audit_list(train_list: str | Path, clips: dict[str, dict[tuple, str]]) -> di
     leaks, kept = [], []
     for clip in unique:
         key = clip_key(clip)
-        sources = [source for source in SOURCES if key in clips.get(source, {})]
+        sources = [source for source, keys in clips.items() if key in keys]
         if sources:
             leaks.append({"train_id": clip, "test_id": clips[sources[0]][key], "sources": sources})
         else:
@@ -122,7 +130,7 @@ def summary(result: dict[str, Any], files: dict[str, str], examples: int = 5) ->
     lines = [f"{result['train_list']}: {result['listed']} lines, {result['unique']} distinct ids"
              + (f" ({result['repeated']} repeats dropped)" if result["repeated"] else "")]
     for source, count in result["overlaps"].items():
-        lines.append(f"  in {source:<16} {count:>7}   ({files[source]})")
+        lines.append(f"  in {source:<22} {count:>7}   ({files[source]})")
     named = ", ".join(f"{leak['train_id']}" + (f" (= {leak['test_id']})" if leak["test_id"] != leak["train_id"] else "")
                       for leak in result["leaks"][:examples])
     more = ", ..." if result["overlapping"] > examples else ""
@@ -132,13 +140,13 @@ def summary(result: dict[str, Any], files: dict[str, str], examples: int = 5) ->
 
 
 def run_audit(train_lists: list[str | Path], *, dataset: str | None = None, metadata_root: str | Path | None = None,
-              vggsound_csv: str | Path | None = None, clean_out: list[str | Path] | None = None,
-              out: str | Path | None = None) -> int:
+              vggsound_csv: str | Path | None = None, extra: list[str | Path] = (),
+              clean_out: list[str | Path] | None = None, out: str | Path | None = None) -> int:
     """The `data audit` command: audit each list, print a summary, write the cleaned lists and the report.
 
     Args:
         train_lists: training lists, one id per line.
-        dataset, metadata_root, vggsound_csv: the test clips (`evaluation_clips`).
+        dataset, metadata_root, vggsound_csv, extra: the test clips (`evaluation_clips`).
         clean_out: one output path per training list, in the same order.
         out: JSON report path.
 
@@ -149,7 +157,7 @@ def run_audit(train_lists: list[str | Path], *, dataset: str | None = None, meta
     if clean_out and len(clean_out) != len(train_lists):
         raise ValueError(f"--clean-out is given {len(clean_out)} times for {len(train_lists)} --train lists; "
                          "give one output per list, in the same order")
-    clips, files = evaluation_clips(dataset, metadata_root, vggsound_csv=vggsound_csv)
+    clips, files = evaluation_clips(dataset, metadata_root, vggsound_csv=vggsound_csv, extra=extra)
     print("test clips: " + ", ".join(f"{source} {len(keys)}" for source, keys in clips.items()))
     results = []
     for index, train_list in enumerate(train_lists):

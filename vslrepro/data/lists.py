@@ -285,3 +285,21 @@ def read_vggsound_split(path: str | Path, split: str = "test") -> list[str]:
         if fields[3] == split:
             ids.append(f"{fields[0]}_{start:06d}")
     return ids
+
+
+def read_first_column(path: str | Path) -> list[str]:
+    """Column 0 of every non-blank row of a csv or txt list, in file order (repeats kept, no header
+    expected; a header row is read as one more id). For lists in other formats than the ones
+    above, e.g. `hche11/VGGSound data/test.csv` (`<id>.mp4,label`).
+
+    Raises:
+        DataError: missing or unreadable file, or a row with an empty first field.
+    """
+    path = Path(path)
+    _require_file(path, "id list")
+    ids = []
+    for line, fields in _csv_rows(path):
+        if not fields[0]:
+            raise DataError(f"{path}: line {line}: empty first field in {','.join(fields)!r}")
+        ids.append(fields[0])
+    return ids
