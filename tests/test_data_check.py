@@ -118,14 +118,15 @@ def test_complete_copy_passes_and_usable_train_list(flickr_copy, tmp_path):
 
 @pytest.fixture
 def vggss_copy(tmp_path):
-    """5 test ids: a fine; b silent; c at 22.05 kHz; d 1 s long; e not in vggss.json; a has an
-    empty box, b a normal one."""
+    """5 test ids: a fine; b silent; c at 22.05 kHz; d 1 s long; e not in vggss.json; a and d have
+    an empty box (two problems in one annotation file, each named)."""
     root = tmp_path / "VGGSS-test"
     (root / "metadata").mkdir(parents=True)
     ids = ["a_000001", "b_000002", "c_000003", "d_000004", "e_000005"]
     (root / "metadata" / "vggss_test.csv").write_text("".join(f"{clip}\n" for clip in ids))
     entries = [{"file": "a_000001", "class": "dog", "bbox": [[0.5, 0.5, 0.5, 0.9]]}]  # zero width
-    entries += [{"file": clip, "class": "dog", "bbox": [[0.1, 0.1, 0.6, 0.6]]} for clip in ids[1:4]]
+    entries += [{"file": clip, "class": "dog", "bbox": [[0.1, 0.1, 0.6, 0.6]]} for clip in ids[1:3]]
+    entries += [{"file": "d_000004", "class": "dog", "bbox": [[0.2, 0.3, 0.4, 0.3]]}]  # zero height
     (root / "metadata" / "vggss.json").write_text(json.dumps(entries))
     (root / "metadata" / "vggss_test_plus_silent.csv").write_text("video,audio,label\na_000001,b_000002,non-sounding\n")
     for clip in ids:
@@ -143,7 +144,7 @@ def test_vggss_rate_silence_length_annotations(vggss_copy):
     assert report["expected_sample_rate"] == RATE  # the most common rate
     positives = report["splits"]["test_positives"]
     assert problems_by_kind(positives) == {
-        "annotation_empty": {"a_000001"},
+        "annotation_empty": {"a_000001", "d_000004"},
         "audio_silent": {"b_000002"},
         "audio_sample_rate": {"c_000003"},
         "audio_too_short": {"d_000004"},

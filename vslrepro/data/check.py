@@ -280,11 +280,13 @@ def _audio_problems(info: dict[str, Any], path: str, expected_rate: int | None,
 
 def _split_report(spec: SplitSpec, results: dict, expected_rate: int | None, min_seconds: float) -> dict[str, Any]:
     """Counts, coverage and named problems of one split."""
-    problems: dict[tuple[str, str], dict[str, str]] = {}  # (kind, file) -> entry: one entry per file
+    # (kind, file, id) -> entry: a file shared by rows (a negative's frame) is named once; one
+    # vggss.json entry per id
+    problems: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def note(kind: str, clip: str, file: str, detail: str) -> None:
-        problems.setdefault((kind, file), {"id": clip, "file": file, "kind": kind,
-                                           "severity": PROBLEMS[kind][0], "detail": detail})
+        problems.setdefault((kind, file, clip), {"id": clip, "file": file, "kind": kind,
+                                                 "severity": PROBLEMS[kind][0], "detail": detail})
 
     counts = Counter()
     unusable, rates, channels = [], Counter(), Counter()
@@ -332,7 +334,8 @@ def _split_report(spec: SplitSpec, results: dict, expected_rate: int | None, min
         "sample_rates": dict(rates),
         "channels": dict(channels),
         "problem_counts": dict(Counter(entry["kind"] for entry in problems.values())),
-        "problems": sorted(problems.values(), key=lambda e: (PROBLEMS[e["kind"]][0] != "error", e["kind"], e["file"])),
+        "problems": sorted(problems.values(),
+                           key=lambda e: (PROBLEMS[e["kind"]][0] != "error", e["kind"], e["file"], e["id"])),
     }
 
 
