@@ -90,15 +90,21 @@ def _frame_at_time(container: av.container.InputContainer, stream: av.video.stre
         if duration is not None and time >= duration:
             raise PrepareError(f"time {time} s is beyond the video ({float(duration):.3f} s)")
         target = start + Fraction(time)
-    chosen = None
+    chosen, passed = None, False
     for frame in container.decode(stream):
         if frame.pts is None:
             raise PrepareError("a video frame without a presentation time")
         if frame.pts * stream.time_base > target + Fraction(TIME_TOLERANCE):
+            passed = True
             break
         chosen = frame
     if chosen is None:
         raise PrepareError(f"no video frame at or before {float(target):.3f} s")
+    if not passed and duration is None and stream.average_rate:  # the last frame, shown for 1/fps
+        shown_until = chosen.pts * stream.time_base + 1 / Fraction(stream.average_rate)
+        if target >= shown_until:
+            raise PrepareError(f"time {time} s is beyond the video (last frame shown until "
+                               f"{float(shown_until - start):.3f} s)")
     return chosen
 
 
