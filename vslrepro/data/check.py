@@ -26,9 +26,9 @@ The expected sample rate is `sample_rate` when given, else the most common rate 
 dataset's checked WAV files. Coverage = usable / listed, each distinct row counted once. The
 check passes when every evaluation split (validation, test positives, test negatives) has a
 readable list without repeated rows (the pipeline refuses them; docs/data.md §2) and coverage 1,
-or at least `min_coverage` when the user accepts a threshold explicitly; the training split is reported but does not decide,
-since its list usually names clips that no longer exist (write the usable ones with
-`usable_train_out` and train on that list).
+or at least `min_coverage` when the user accepts a threshold explicitly. The training split is
+reported but does not decide, since its list usually names clips that no longer exist (write the
+usable ones with `usable_train_out` and train on that list).
 """
 
 from __future__ import annotations
