@@ -3,6 +3,10 @@
     python -m vslrepro reproduce --profile quick            # the whole pipeline (papermill)
     python -m vslrepro data synth --profile quick --out DIR  # the embedded synthetic benchmark
     python -m vslrepro data table1 --profile quick           # Table 1 of a profile's test sets
+    python -m vslrepro data check --dataset vggss --root DIR [--min-coverage 0.95] [--out report.json]
+    python -m vslrepro data check --profile quick            # the same on a profile's roots
+    python -m vslrepro data audit --dataset vggss --root DIR --train LIST [--clean-out FILE]
+    python -m vslrepro data prepare --videos DIR --out ROOT [--time S | --frame-index N] [--workers N]
     python -m vslrepro pretrain --profile quick              # object prior (ImageNet stand-in)
     python -m vslrepro train --profile quick --dataset vggss --method ezvsl [--out DIR]
     python -m vslrepro evaluate --profile quick --dataset vggss --method ezvsl --checkpoint latest
@@ -45,6 +49,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("table1", help="Table 1 (extended test-set statistics) of a profile's data")
     _profile(p)
     p.add_argument("--out", help="output stem (default results/<profile>/tables/table1)")
+    p = data.add_parser("check", help="preflight: which listed clips have a usable frame, WAV and annotation")
+    _profile(p, default=None)
+    p.add_argument("--dataset", choices=["flickr", "vggss"], help="with --root; with --profile: only this one")
+    p.add_argument("--root", help="the extended test set's folder (frames/, audio/)")
+    p.add_argument("--metadata", help="the folder holding metadata/ (and Annotations/); default --root")
+    p.add_argument("--train-list", help="a training list to check too (relative: to the metadata folder)")
+    p.add_argument("--train-root", help="frames/ and audio/ of the training clips (default --root)")
+    p.add_argument("--flickr-list", choices=["250", "249"], help="Flickr test list (default: the profile's, or 250)")
+    p.add_argument("--sample-rate", type=int, help="expected WAV rate (default: the most common one)")
+    p.add_argument("--min-seconds", type=float,
+                   help="shorter audio is reported (default: the profile's audio window, else 3 s)")
+    p.add_argument("--min-coverage", type=float,
+                   help="accept evaluation splits with at least this fraction usable (default: all must be)")
+    p.add_argument("--workers", type=int, default=1, help="processes decoding files")
+    p.add_argument("--out", help="JSON report path")
+    p.add_argument("--usable-train-out", help="write the usable ids of the training list there")
+    p = data.add_parser("audit", help="train/test leakage: training ids that are test clips, in any id spelling")
+    _profile(p, default=None)
+    p.add_argument("--train", action="append", required=True, help="a training list (repeatable)")
+    p.add_argument("--dataset", choices=["flickr", "vggss"], help="whose test sets to compare with")
+    p.add_argument("--root", help="the folder holding the dataset's metadata/ (default: the profile's)")
+    p.add_argument("--vggsound-csv", help="VGGSound's vggsound.csv: its test-split rows count as test clips")
+    p.add_argument("--test", action="append", default=[],
+                   help="another list of test clips (repeatable): ids in any spelling in the first column")
+    p.add_argument("--clean-out", action="append", help="cleaned list, one per --train in the same order")
+    p.add_argument("--out", help="JSON report path")
+    p = data.add_parser("prepare", help="raw videos -> frames/<id>.jpg and 16 kHz mono audio/<id>.wav")
+    p.add_argument("--videos", required=True, help="folder of videos (searched recursively)")
+    p.add_argument("--out", required=True, help="the data root to fill")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--time", type=float, help="frame shown at this second (default: the middle)")
+    when.add_argument("--frame-index", type=int, help="the N-th frame from 0 instead of a time")
+    p.add_argument("--workers", type=int, default=1, help="processes")
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--ids", choices=["stem", "vggss"], default="stem",
+                   help="id = file name, or vggss: <YouTube id>_<start ms>_<end ms> -> <YouTube id>_<start s:06d>")
+    p.add_argument("--report", help="failure report (default ROOT/prepare_report.json)")
 
     p = sub.add_parser("pretrain", help="object-prior pretraining of the image backbone")
     _profile(p)
@@ -108,6 +149,32 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote the {args.profile} synthetic benchmark (seed {args.seed}) to {args.out}")
         print({k: v for k, v in manifest.items() if k in ("counts", "seconds")})
         return 0
+    if args.command == "data" and args.data_command == "check":
+        from vslrepro.data.check import DEFAULT_MIN_SECONDS, resolve_datasets, run_check
+        datasets, window = resolve_datasets(profile=args.profile, dataset=args.dataset, root=args.root,
+                                            metadata=args.metadata, train_root=args.train_root,
+                                            train_list=args.train_list, flickr_list=args.flickr_list)
+        min_seconds = args.min_seconds if args.min_seconds is not None else window or DEFAULT_MIN_SECONDS
+        return run_check(datasets, sample_rate=args.sample_rate, min_seconds=min_seconds,
+                         min_coverage=args.min_coverage, workers=args.workers, out=args.out,
+                         usable_train_out=args.usable_train_out)
+    if args.command == "data" and args.data_command == "audit":
+        from vslrepro.data.audit import run_audit
+        root = args.root
+        if root is None and args.profile is not None and args.dataset is not None:
+            from vslrepro.profiles import dataset_config, load_profile
+            root = dataset_config(load_profile(args.profile), args.dataset).metadata_root
+        return run_audit(args.train, dataset=args.dataset, metadata_root=root, vggsound_csv=args.vggsound_csv,
+                         extra=args.test, clean_out=args.clean_out, out=args.out)
+    if args.command == "data" and args.data_command == "prepare":
+        from vslrepro.data.prepare import prepare_videos
+        report = prepare_videos(args.videos, args.out, time=args.time, frame_index=args.frame_index,
+                                workers=args.workers, sample_rate=args.sample_rate, ids=args.ids,
+                                report=args.report, progress=True)
+        print(report["counts"])
+        for entry in report["failed"]:
+            print(f"failed: {entry['video']}: {entry['error']}")
+        return 1 if report["failed"] else 0
     from vslrepro import stages
     if args.command == "data" and args.data_command == "table1":
         table, paths = stages.table1(args.profile, out=args.out)

@@ -256,3 +256,50 @@ def read_vggsound_csv(path: str | Path) -> dict[str, str]:
             raise DataError(f"{path}: line {line}: start_seconds {fields[1]!r} is not a number") from None
         _add_class(classes, f"{fields[0]}_{start:06d}", fields[2], path, line)
     return classes
+
+
+def read_vggsound_split(path: str | Path, split: str = "test") -> list[str]:
+    """The VGG-SS-spelled ids of one split of VGGSound's listing (`youtube_id,start_seconds,label,split`).
+
+    Args:
+        path: VGGSound's `vggsound.csv` (no header).
+        split: the value of the 4th column to keep ("train" or "test").
+
+    Returns:
+        [f"{youtube_id}_{int(start):06d}"] of the rows of that split, in file order.
+
+    Raises:
+        DataError: missing file, a row without 4 fields (the split column is needed here), or a
+            non-numeric start.
+    """
+    path = Path(path)
+    _require_file(path, "VGGSound listing")
+    ids = []
+    for line, fields in _csv_rows(path):
+        if len(fields) < 4 or not fields[0] or not fields[3]:
+            raise DataError(f"{path}: line {line} needs youtube_id,start_seconds,label,split, got {','.join(fields)!r}")
+        try:
+            start = int(float(fields[1]))
+        except ValueError:
+            raise DataError(f"{path}: line {line}: start_seconds {fields[1]!r} is not a number") from None
+        if fields[3] == split:
+            ids.append(f"{fields[0]}_{start:06d}")
+    return ids
+
+
+def read_first_column(path: str | Path) -> list[str]:
+    """Column 0 of every non-blank row of a csv or txt list, in file order (repeats kept, no header
+    expected; a header row is read as one more id). For lists in other formats than the ones
+    above, e.g. `hche11/VGGSound data/test.csv` (`<id>.mp4,label`).
+
+    Raises:
+        DataError: missing or unreadable file, or a row with an empty first field.
+    """
+    path = Path(path)
+    _require_file(path, "id list")
+    ids = []
+    for line, fields in _csv_rows(path):
+        if not fields[0]:
+            raise DataError(f"{path}: line {line}: empty first field in {','.join(fields)!r}")
+        ids.append(fields[0])
+    return ids
