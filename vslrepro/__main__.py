@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-list", help="a training list to check too (relative: to the metadata folder)")
     p.add_argument("--train-root", help="frames/ and audio/ of the training clips (default --root)")
     p.add_argument("--flickr-list", choices=["250", "249"], help="Flickr test list (default: the profile's, or 250)")
-    p.add_argument("--sample-rate", type=int, help="expected WAV rate (default: the most common one)")
+    p.add_argument("--sample-rate", type=int, help="expected WAV rate (default: the profile's input.sample_rate, else the most common one)")
     p.add_argument("--min-seconds", type=float,
                    help="shorter audio is reported (default: the profile's audio window, else 3 s)")
     p.add_argument("--min-coverage", type=float,
@@ -151,11 +151,11 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "data" and args.data_command == "check":
         from vslrepro.data.check import DEFAULT_MIN_SECONDS, resolve_datasets, run_check
-        datasets, window = resolve_datasets(profile=args.profile, dataset=args.dataset, root=args.root,
-                                            metadata=args.metadata, train_root=args.train_root,
-                                            train_list=args.train_list, flickr_list=args.flickr_list)
+        datasets, window, rate = resolve_datasets(profile=args.profile, dataset=args.dataset, root=args.root,
+                                                  metadata=args.metadata, train_root=args.train_root,
+                                                  train_list=args.train_list, flickr_list=args.flickr_list)
         min_seconds = args.min_seconds if args.min_seconds is not None else window or DEFAULT_MIN_SECONDS
-        return run_check(datasets, sample_rate=args.sample_rate, min_seconds=min_seconds,
+        return run_check(datasets, sample_rate=args.sample_rate or rate, min_seconds=min_seconds,
                          min_coverage=args.min_coverage, workers=args.workers, out=args.out,
                          usable_train_out=args.usable_train_out)
     if args.command == "data" and args.data_command == "audit":

@@ -22,8 +22,8 @@ them, or warnings, which the loaders handle but which the user should know about
   `SILENT_PEAK` after the channel average), multi-channel (averaged); an annotation of zero area
   (cIoU 0 for every method; docs/data.md §7).
 
-The expected sample rate is `sample_rate` when given, else the most common rate among all the
-dataset's checked WAV files. Coverage = usable / listed, each distinct row counted once. The
+The expected sample rate is `sample_rate` when given (with a profile: its `input.sample_rate`, which
+the tensor cache enforces), else the most common rate among all the dataset's checked WAV files. Coverage = usable / listed, each distinct row counted once. The
 check passes when every evaluation split (validation, test positives, test negatives) has a
 readable list without repeated rows (the pipeline refuses them; docs/data.md §2) and coverage 1,
 or at least `min_coverage` when the user accepts a threshold explicitly. The training split is
@@ -515,7 +515,7 @@ def run_check(datasets: dict[str, dict[str, Any]], *, sample_rate: int | None = 
 def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, root: str | Path | None = None,
                      metadata: str | Path | None = None, train_root: str | Path | None = None,
                      train_list: str | Path | None = None,
-                     flickr_list: str | None = None) -> tuple[dict[str, dict[str, Any]], float | None]:
+                     flickr_list: str | None = None) -> tuple[dict[str, dict[str, Any]], float | None, int | None]:
     """Where the datasets to check live: from a profile (its datasets, or `dataset`; the embedded
     synthetic benchmark is generated first if needed) or from explicit roots.
 
@@ -523,7 +523,8 @@ def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, 
     root (as `train_list` in params/paper.yaml).
 
     Returns:
-        ({name: keyword arguments of `dataset_specs`}, the profile's audio window in seconds or None).
+        ({name: keyword arguments of `dataset_specs`}, the profile's audio window in seconds or None,
+        the profile's `input.sample_rate` or None).
     """
     if profile is not None:
         if root is not None or metadata is not None or train_root is not None or train_list is not None:
@@ -541,7 +542,7 @@ def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, 
                              "train_root": cfg.train_root, "train_list": cfg.train_list,
                              "val_list": cfg.val_list, "val_annotations": cfg.val_annotations,
                              "flickr_list": flickr_list or cfg.flickr_list}
-        return located, float(params["input"]["audio_duration"])
+        return located, float(params["input"]["audio_duration"]), int(params["input"]["sample_rate"])
     if dataset is None or root is None:
         raise ValueError("give --profile, or --dataset and --root (the extended test set's folder)")
     if train_root is not None and train_list is None:
@@ -553,4 +554,4 @@ def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, 
             train_list = metadata_root / train_list
     return {dataset: {"test_root": Path(root), "metadata_root": metadata_root, "train_list": train_list,
                       "train_root": Path(train_root) if train_root is not None else None,
-                      "flickr_list": flickr_list or "250"}}, None
+                      "flickr_list": flickr_list or "250"}}, None, None
