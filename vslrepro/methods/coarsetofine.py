@@ -279,6 +279,10 @@ class CoarsetoFine(LocalizationMethod):
     """
 
     display_name = "CoarsetoFine"
+    hyperparameter_ranges = {"classes": {"minimum": 1}, "stage_one_epochs": {"minimum": 0},
+                             "embed_dim": {"minimum": 1}, "avc_hidden": {"minimum": 1},
+                             "margin": {"exclusiveMinimum": 0}, "threshold": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                             "layer4_stride": {"enum": [1, 2]}, "kmeans_seed": {"minimum": 0}}
     trainable = True
     trains_as = None
     upsample_mode = "bilinear"
