@@ -6,7 +6,6 @@ and a run refused — before anything is decoded (`train --dry-run`)."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections import namedtuple
 
 import numpy as np
@@ -55,18 +54,20 @@ def media(tmp_path):
 PAIRS = [("wide", "wide"), ("tall", "tall"), ("square", "stereo"), ("stereo", "short"), ("short", "wide")]
 
 
-def _both(media, tmp_path):
+def _both(media, tmp_path, storage="compressed"):
     kwargs = dict(mode="train", size=SIZE, audio=PAPER_AUDIO)
     decoded = build_cache(media, PAIRS, tmp_path / "cache", storage="decoded", **kwargs)
-    compressed = build_cache(media, PAIRS, tmp_path / "cache", storage="compressed", **kwargs)
+    compressed = build_cache(media, PAIRS, tmp_path / "cache", storage=storage, **kwargs)
     return decoded, compressed
 
 
-def test_compressed_items_equal_decoded_items_bit_for_bit(media, tmp_path):
-    decoded, compressed = _both(media, tmp_path)
+@pytest.mark.parametrize("storage", ["compressed", "compressed_flac"])
+def test_compressed_items_equal_decoded_items_bit_for_bit(media, tmp_path, storage):
+    decoded, compressed = _both(media, tmp_path, storage)
     assert isinstance(compressed, CompressedCache) and decoded.folder != compressed.folder  # own cache keys
+    assert compressed.storage == storage
     manifest = json.loads((compressed.folder / "done.json").read_text())
-    assert manifest["storage"] == "compressed" and manifest["float_windows"] == 1  # the stereo WAV's window
+    assert manifest["storage"] == storage and manifest["float_windows"] == 1  # the stereo WAV's window
     assert compressed.float_rows.tolist() == [2]
     # the stored frame is the original file, byte for byte
     assert compressed.frame_bytes(1) == (media / "frames" / "tall.jpg").read_bytes()
@@ -87,6 +88,28 @@ def test_compressed_items_equal_decoded_items_bit_for_bit(media, tmp_path):
     batches_b = list(DataLoader(b, batch_size=2, sampler=[4, 0, 2, 1], num_workers=2))
     for (ia, sa, xa), (ib, sb, xb) in zip(batches_a, batches_b):
         assert torch.equal(ia, ib) and torch.equal(sa, sb) and torch.equal(xa, xb)
+
+
+def test_flac_audio_is_lossless_and_smaller_on_tonal_audio(tmp_path):
+    root = tmp_path / "tones"
+    (root / "frames").mkdir(parents=True)
+    (root / "audio").mkdir()
+    t = np.arange(4 * 16000) / 16000
+    for k in range(3):
+        Image.new("RGB", (64, 64), (40 * k, 90, 200)).save(root / "frames" / f"t{k}.jpg")
+        tone = 0.3 * np.sin(2 * np.pi * 220 * (k + 1) * t) * (1 + 0.2 * np.sin(2 * np.pi * 3 * t))
+        soundfile.write(root / "audio" / f"t{k}.wav", tone, 16000, subtype="PCM_16")
+    pairs = [(f"t{k}", f"t{k}") for k in range(3)]
+    caches = {storage: build_cache(root, pairs, tmp_path / "cache", mode="train", size=SIZE, audio=PAPER_AUDIO,
+                                   storage=storage) for storage in ("compressed", "compressed_flac")}
+    for k in range(3):
+        assert np.array_equal(caches["compressed"].window(k), caches["compressed_flac"].window(k))
+        assert np.array_equal(caches["compressed"].waves[k],
+                              soundfile.read(root / "audio" / f"t{k}.wav", dtype="int16")[0][8000:56000])
+    flac = json.loads((caches["compressed_flac"].folder / "done.json").read_text())["arrays"]
+    assert set(flac) == {"frames.bin", "frame_offsets.npy", "audio.bin", "audio_offsets.npy", "float_waves.bin",
+                         "float_rows.npy"}
+    assert flac["audio.bin"]["bytes"] < 0.5 * 3 * 2 * 48_000  # tones: FLAC well under half the int16 bytes
 
 
 def test_compressed_cache_is_smaller_and_projected(media, tmp_path):
@@ -114,8 +137,9 @@ def test_compressed_cache_is_smaller_and_projected(media, tmp_path):
     assert on_disk["compressed"] - projected["compressed"]["bytes"] == 2 * header + 8 + (4 * n + 8)
 
 
-def test_integrity_check_covers_the_compressed_files(media, tmp_path, capsys):
-    _, compressed = _both(media, tmp_path)
+@pytest.mark.parametrize("storage, audio_file", [("compressed", "waves.bin"), ("compressed_flac", "audio.bin")])
+def test_integrity_check_covers_the_compressed_files(media, tmp_path, capsys, storage, audio_file):
+    _, compressed = _both(media, tmp_path, storage)
     folder = compressed.folder
     original = (folder / "frames.bin").read_bytes()
     with (folder / "frames.bin").open("r+b") as stream:  # one flipped byte in the middle of a JPEG
@@ -125,13 +149,13 @@ def test_integrity_check_covers_the_compressed_files(media, tmp_path, capsys):
         load_cache(folder)
     (folder / "frames.bin").write_bytes(original)
     load_cache(folder)  # restored: passes
-    with (folder / "waves.bin").open("r+b") as stream:
+    with (folder / audio_file).open("r+b") as stream:
         stream.truncate(1000)
-    with pytest.raises(DataError, match="waves.bin holds 1000 bytes"):
+    with pytest.raises(DataError, match=f"{audio_file} holds 1000 bytes"):
         load_cache(folder)
     # build_cache rebuilds it, saying so, and the rebuilt cache passes
     rebuilt = build_cache(media, PAIRS, tmp_path / "cache", mode="train", size=SIZE, audio=PAPER_AUDIO,
-                          storage="compressed")
+                          storage=storage)
     assert "rebuilding" in capsys.readouterr().err
     assert rebuilt.frame_bytes(2) == (media / "frames" / "square.jpg").read_bytes()
     (folder / "float_rows.npy").unlink()
@@ -214,9 +238,29 @@ def test_bench_loader_smoke_size(tmp_path, monkeypatch, capsys):
                  "--batch-size", "4"]) == 0
     out = capsys.readouterr().out
     assert "12 synthetic pairs (320 px JPEG" in out
-    for storage in ("decoded", "compressed"):
-        assert f"  {storage}" in out
-    assert out.count("pairs/s per core") == 4 and out.count("pairs per CPU-second") == 4 and "144k pairs" in out
+    for storage in ("decoded", "compressed", "compressed_flac"):
+        assert f"  {storage:15}:" in out
+    assert out.count("pairs/s per core") == 6 and out.count("pairs per CPU-second") == 6 and "144k pairs" in out
     sizes = [float(line.split(":")[1].split("KB/pair")[0]) for line in out.splitlines()
              if "KB/pair on disk" in line]
     assert sizes[0] > 3 * sizes[1]  # decoded ≈ 390 KB/pair, compressed ≈ 110 KB/pair
+
+
+def test_training_on_a_compressed_cache_gives_the_same_weights(smoke_params, tmp_path):
+    """One smoke EZ-VSL epoch (DataLoader workers as the profile says) trained from each storage:
+    the same items, hence the same loss, validation and weights, bit for bit."""
+    from vslrepro import stages
+
+    weights, histories = {}, {}
+    for storage in ("decoded", "compressed"):
+        params = {**smoke_params, "profile": f"storage-{storage}",
+                  "input": {**smoke_params["input"], "train_storage": storage},
+                  "train": {**smoke_params["train"], "epochs": 1}}
+        if storage == "decoded":
+            del params["input"]["train_storage"]
+        run = stages.train(params, "flickr", "ezvsl", out=tmp_path / storage, progress=False)
+        weights[storage] = torch.load(run / "latest.pt", weights_only=False)["model"]
+        histories[storage] = (run / "history.csv").read_text().split("\n")[1].split(",")[:4]  # epoch, loss, val
+    assert histories["decoded"] == histories["compressed"]
+    assert weights["decoded"].keys() == weights["compressed"].keys()
+    assert all(torch.equal(weights["decoded"][k], weights["compressed"][k]) for k in weights["decoded"])

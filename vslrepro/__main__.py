@@ -87,10 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--synthetic-size", type=int, help="model-only run on random tensors at this image size")
     p.add_argument("--device")
-    p = bench.add_parser("loader", help="train-cache bytes per pair and DataLoader pairs/s per core, both storages")
+    p = bench.add_parser("loader", help="train-cache bytes per pair and DataLoader pairs/s per core, each storage")
     p.add_argument("--pairs", type=int, default=5000, help="synthetic training pairs (generated once, cached)")
     p.add_argument("--size", type=int, default=224, help="crop size (frames are resized to int(1.1 size))")
-    p.add_argument("--storage", nargs="+", choices=["decoded", "compressed"], default=["decoded", "compressed"])
+    p.add_argument("--storage", nargs="+", choices=["decoded", "compressed", "compressed_flac"],
+                   default=["decoded", "compressed", "compressed_flac"])
     p.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="DataLoader worker counts to time")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--batches", type=int, help="batches timed per run (default: one epoch)")

@@ -1,8 +1,8 @@
 """Benchmarks: training throughput (`bench train`) and the training-data loader (`bench loader`).
 
-`python -m vslrepro bench loader [--pairs 5000] [--size 224] [--storage decoded compressed]
-[--workers 1 2]`: bytes per pair and DataLoader pairs/s per CPU core of the two train-cache
-storages (`vslrepro.data.cache`), on synthetic 320-px frames with the paper's audio settings
+`python -m vslrepro bench loader [--pairs 5000] [--size 224] [--storage decoded compressed
+compressed_flac] [--workers 1 2]`: bytes per pair and DataLoader pairs/s per CPU core of the
+train-cache storages (`vslrepro.data.cache`), on synthetic 320-px frames with the paper's audio settings
 (`bench_loader`). The rest of this docstring is `bench train`:
 
 `python -m vslrepro bench train --profile quick`.
@@ -167,7 +167,7 @@ def _loader_rate(cache, size: int, batch: int, workers: int, batches: int | None
 
 
 def bench_loader(args: SimpleNamespace) -> dict[str, Any]:
-    """Bytes per pair and DataLoader pairs/s per CPU core of the two train-cache storages.
+    """Bytes per pair and DataLoader pairs/s per CPU core of the train-cache storages.
 
     On `args.pairs` synthetic training pairs (`synth_plan.BENCH_SCALE`: 320-px JPEG frames, 4-s
     16 kHz WAVs; generated once under `<cache>/bench/`) with the paper's audio settings (3-s window,
@@ -196,7 +196,8 @@ def bench_loader(args: SimpleNamespace) -> dict[str, Any]:
     window = int(round(audio.duration * scale.sample_rate))
     print(f"bench loader: {len(pairs)} synthetic pairs ({scale.frame_size} px JPEG q{scale.jpeg_quality} frames, "
           f"mean {jpeg.mean() / 1e3:.1f} KB; {scale.seconds:g}-s {scale.sample_rate} Hz WAVs) in {root} "
-          f"({generated:.0f} s); {args.size}-px crops, spectrogram {spectrogram_shape(scale.sample_rate, 3.0, 512, 274)}, "
+          f"({generated:.0f} s); {args.size}-px crops, spectrogram "
+          f"{spectrogram_shape(scale.sample_rate, 3.0, 512, 274)}, "
           f"batches of {args.batch_size}; {os.cpu_count()} CPU core(s), load average {os.getloadavg()[0]:.1f}")
     report: dict[str, Any] = {"pairs": len(pairs), "jpeg_mean_bytes": float(jpeg.mean()), "storages": {}}
     for storage in args.storage:
@@ -207,7 +208,8 @@ def bench_loader(args: SimpleNamespace) -> dict[str, Any]:
         built = time.perf_counter() - tic
         per_pair = _storage_bytes(cache) / len(cache)
         entry = {"bytes_per_pair": per_pair, "build_seconds": built, "rates": {}}
-        print(f"  {storage:10}: {per_pair / 1e3:7.1f} KB/pair on disk (144k pairs: {per_pair * 144_000 / 1e9:5.1f} GB); "
+        print(f"  {storage:15}: {per_pair / 1e3:7.1f} KB/pair on disk "
+              f"(144k pairs: {per_pair * 144_000 / 1e9:5.1f} GB); "
               f"built or verified in {built:.0f} s")
         for workers in args.workers:
             rate = _loader_rate(cache, args.size, args.batch_size, workers, args.batches)
@@ -216,7 +218,8 @@ def bench_loader(args: SimpleNamespace) -> dict[str, Any]:
             print(f"    {workers} worker(s): {rate['pairs_per_s']:8.1f} pairs/s wall = {rate['per_core']:7.1f} "
                   f"pairs/s per core ({rate['timed_pairs']} pairs timed) -> 16 cores: {16 * rate['per_core']:7.0f}; "
                   f"CPU time: {rate['pairs_per_cpu_s']:7.1f} pairs per CPU-second -> 16 cores: "
-                  f"{16 * rate['pairs_per_cpu_s']:7.0f} pairs/s (main process {rate['main_cpu_ms_per_pair']:.2f} ms/pair)")
+                  f"{16 * rate['pairs_per_cpu_s']:7.0f} pairs/s "
+                  f"(main process {rate['main_cpu_ms_per_pair']:.2f} ms/pair)")
         report["storages"][storage] = entry
     paper = jpeg.mean() + 8 + 2 * window  # JPEG bytes + offset + int16 3-s 16 kHz window
     report["paper_compressed_bytes_per_pair"] = float(paper)

@@ -104,7 +104,7 @@ def profile_schema() -> dict[str, Any]:
             "input": _section({"image_size": POSITIVE_INT, "audio_duration": POSITIVE,
                                "sample_rate": POSITIVE_INT, "resample_audio": {"type": "boolean"},
                                "nperseg": POSITIVE_INT, "noverlap": NON_NEGATIVE_INT,
-                               "train_storage": {"enum": ["decoded", "compressed"]}},
+                               "train_storage": {"enum": ["decoded", "compressed", "compressed_flac"]}},
                               required=("image_size", "audio_duration", "sample_rate", "nperseg", "noverlap")),
             "model": _section({"backbone": {"enum": list(BACKBONES)},
                                "dim": {"type": ["integer", "null"], "minimum": 1}}),

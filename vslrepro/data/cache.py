@@ -18,7 +18,8 @@ changes its content. The image geometry is `vslrepro.data.images`'s (details in 
 
 That is ≈ 390 KB per training pair at the paper's settings (a 246 x 437 frame, a 257 x 200
 spectrogram): 56 GB for 144k pairs. A train cache can instead be stored `compressed`
-(`input.train_storage`, used by the `paper` profile), ≈ 110 KB per pair:
+(`input.train_storage`, used by the `paper` profile): 96 KB of audio + the frame file per pair
+(118 KB with the 22 KB frames of `bench loader`):
 - `frames.bin`: the original frame files' bytes back to back (no re-encoding: the official loader
   decodes that same JPEG every epoch) and `frame_offsets.npy`, int64 (N + 1,): frame i is
   bytes [offsets[i], offsets[i + 1]);
@@ -26,7 +27,9 @@ spectrogram): 56 GB for 144k pairs. A train cache can instead be stored `compres
   n = round(duration x rate). A 16-bit PCM mono WAV is read as k / 32767 (`read_wav`), so k is
   exact; a window that is not (a stereo average, a resampled or float WAV) is kept as float32 in
   `float_waves.bin`, (M, n), with its pair index in `float_rows.npy` (its row of `waves.bin` is 0).
-Each item is then decoded in the DataLoader worker — JPEG → `resize_for_train` → the same seeded
+`compressed_flac` stores the int16 windows as FLAC instead (`audio.bin`, `audio_offsets.npy`:
+lossless; 72 % of the int16 bytes on the synthetic audio; ≈ 1.5 ms more CPU per item). Each item is
+then decoded in the DataLoader worker — JPEG → `resize_for_train` → the same seeded
 crop and flip, window → `log_spectrogram` — and equals the decoded cache's item bit for bit
 (tests/test_paper_storage.py). Validation and test caches are always decoded (small).
 
@@ -48,6 +51,7 @@ index), so results do not depend on the number of DataLoader workers, nor on an 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -58,6 +62,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import soundfile
 import torch
 from torch.utils.data import Dataset
 
@@ -68,7 +73,7 @@ from vslrepro.data.images import (centre_crop, decode_frame, load_frame, random_
                                   resize_for_train, shorter_side_shape, to_chw, train_side)
 
 CACHE_VERSION = 2  # 2: train frames keep their aspect ratio (ragged images.npy + shapes.npy)
-STORAGES = ("decoded", "compressed")  # how a train cache stores its pairs (input.train_storage)
+STORAGES = ("decoded", "compressed", "compressed_flac")  # what a train cache keeps (input.train_storage)
 PCM16_SCALE = np.float32(32767.0)  # read_wav's divisor of 16-bit PCM samples
 
 
@@ -175,7 +180,8 @@ def cache_key(root: Path, pairs: Sequence[tuple[str, str]], mode: str, size: int
 # ---------------------------------------------------------------------- integrity of a cache folder
 
 ARRAY_FILES = ("images.npy", "shapes.npy", "specs.npy",  # decoded storage
-               "frames.bin", "frame_offsets.npy", "waves.bin", "float_waves.bin", "float_rows.npy")  # compressed
+               "frames.bin", "frame_offsets.npy", "waves.bin", "float_waves.bin", "float_rows.npy",  # compressed
+               "audio.bin", "audio_offsets.npy")  # compressed_flac
 
 
 def _crc32(path: Path) -> str:
@@ -272,15 +278,16 @@ class TensorCache:
 
 @dataclass
 class CompressedCache:
-    """A `compressed` train cache (module docstring): the original frame files' bytes and the audio
-    windows, decoded per item. Same interface as a train `TensorCache` for `CachedPairs`:
+    """A `compressed` or `compressed_flac` train cache (module docstring): the original frame files'
+    bytes and the audio windows (int16, or FLAC when `audio_blob` is set), decoded per item.
+    Same interface as a train `TensorCache` for `CachedPairs`:
     `image(i)` is the resized (3, h, w) uint8 frame, `spec(i)` the (1, F, T) spectrogram, both
     computed on call (in the DataLoader worker) exactly as the decoded cache computed them once.
     """
 
     frames: np.ndarray          # flat uint8, memory-mapped: the frame files back to back
     frame_offsets: np.ndarray   # (N + 1,) int64
-    waves: np.ndarray           # (N, n) int16, memory-mapped
+    waves: np.ndarray | None    # (N, n) int16, memory-mapped (None: FLAC in audio_blob)
     float_waves: np.ndarray     # (M, n) float32: the windows that are not int16-exact
     float_rows: np.ndarray      # (M,) int64, increasing: their pair indices
     pairs: list[tuple[str, str]]
@@ -289,14 +296,21 @@ class CompressedCache:
     audio: AudioParams
     sample_rate: int
     resampled: list[dict[str, Any]] = field(default_factory=list)
-    storage = "compressed"
+    audio_blob: np.ndarray | None = None     # compressed_flac: flat uint8, the FLAC files back to back
+    audio_offsets: np.ndarray | None = None  # (N + 1,) int64 (a float window's FLAC is empty)
+
+    @property
+    def storage(self) -> str:
+        return "compressed" if self.audio_blob is None else "compressed_flac"
 
     def __post_init__(self) -> None:
         n = len(self.pairs)
+        audio_ok = (self.waves.shape[0] == n if self.audio_blob is None else
+                    self.audio_offsets.shape == (n + 1,) and self.audio_offsets[-1] == len(self.audio_blob))
         if (self.frame_offsets.shape != (n + 1,) or self.frame_offsets[-1] != len(self.frames)
-                or self.waves.shape[0] != n or len(self.float_rows) != len(self.float_waves)):
+                or not audio_ok or len(self.float_rows) != len(self.float_waves)):
             raise DataError(f"compressed cache {self.folder}: frames {self.frames.shape}, offsets "
-                            f"{self.frame_offsets.shape}, waves {self.waves.shape} and float windows "
+                            f"{self.frame_offsets.shape}, audio and float windows "
                             f"{self.float_waves.shape} do not describe {n} pairs; delete {self.folder} and "
                             "run again: the cache is rebuilt from the media")
 
@@ -317,7 +331,12 @@ class CompressedCache:
         row = np.searchsorted(self.float_rows, index)
         if row < len(self.float_rows) and self.float_rows[row] == index:
             return np.array(self.float_waves[row])
-        return self.waves[index].astype(np.float32) / PCM16_SCALE  # read_wav's 16-bit PCM scaling
+        if self.audio_blob is None:
+            samples = self.waves[index]
+        else:
+            flac = self.audio_blob[self.audio_offsets[index]:self.audio_offsets[index + 1]].tobytes()
+            samples, _ = soundfile.read(io.BytesIO(flac), dtype="int16")  # (n,) lossless
+        return samples.astype(np.float32) / PCM16_SCALE  # read_wav's 16-bit PCM scaling
 
     def spec(self, index: int) -> torch.Tensor:
         """Spectrogram `index`, computed from its window: a new float32 (1, F, T) tensor."""
@@ -347,7 +366,8 @@ def build_cache(root: str | Path, pairs: Sequence[tuple[str, str]], folder: str 
                 progress: bool = False, storage: str = "decoded") -> TensorCache | CompressedCache:
     """Decode `pairs` = [(video id, audio id)] under `root` into `folder/<key>/`, or reuse it.
 
-    `storage` ("decoded" or "compressed", train caches only; module docstring) says what is kept.
+    `storage` ("decoded", or "compressed" / "compressed_flac" for train caches; module docstring)
+    says what is kept.
     Before a new cache is written, its projected size (`projected_bytes`) is compared with the free
     space of `folder`'s disk: a cache that would not fit is refused before anything is decoded.
 
@@ -382,8 +402,9 @@ def build_cache(root: str | Path, pairs: Sequence[tuple[str, str]], folder: str 
             raise DataError(f"the {storage} {mode} cache of {len(pairs)} pairs under {root} needs about "
                             f"{need / 1e9:.1f} GB and {target.parent} has {free / 1e9:.1f} GB free; free space, "
                             "or set VSLREPRO_CACHE to a larger disk")
-        if storage == "compressed":
-            return _build_compressed(root, pairs, target, size=size, audio=audio, skip=skip, progress=progress)
+        if storage != "decoded":
+            return _build_compressed(root, pairs, target, size=size, audio=audio, skip=skip, progress=progress,
+                                     flac=storage == "compressed_flac")
         return _build(root, pairs, target, mode=mode, size=size, audio=audio, skip=skip, progress=progress)
 
 
@@ -403,7 +424,8 @@ def projected_bytes(root: str | Path, pairs: Sequence[tuple[str, str]], *, mode:
       image header; test: 3 size²) + a float32 (1, F, T) spectrogram (F, T from
       `input.sample_rate`);
     - compressed: each frame file's size + an int16 window of n = round(duration x rate) samples
-      (a window that is not int16-exact costs 4 n bytes more: not foreseeable without decoding).
+      (a window that is not int16-exact costs 4 n bytes more: not foreseeable without decoding);
+      compressed_flac: the same, an upper bound of its FLAC audio.
     A missing file counts 0 bytes (and is counted in "missing": the build itself names it).
 
     Returns:
@@ -421,7 +443,7 @@ def projected_bytes(root: str | Path, pairs: Sequence[tuple[str, str]], *, mode:
         missing += not frame.is_file() or not wav.is_file()
         if not frame.is_file():
             continue
-        if storage == "compressed":
+        if storage != "decoded":
             frame_total += frame.stat().st_size + 8  # the file's bytes + its offset
         elif mode == "test":
             frame_total += 3 * size * size
@@ -432,7 +454,7 @@ def projected_bytes(root: str | Path, pairs: Sequence[tuple[str, str]], *, mode:
             except (OSError, ValueError, SyntaxError):
                 continue  # unreadable: the build names it
             frame_total += 3 * width * height + 8  # pixels + its (h, w)
-        audio_total += 2 * n if storage == "compressed" else spec_bytes
+        audio_total += 2 * n if storage != "decoded" else spec_bytes
     return {"pairs": len(pairs), "bytes": frame_total + audio_total, "frame_bytes": frame_total,
             "audio_bytes": audio_total, "missing": missing}
 
@@ -520,14 +542,14 @@ class _Streams:
 
 
 def _build_compressed(root: Path, pairs: Sequence[tuple[str, str]], target: Path, *, size: int,
-                      audio: AudioParams, skip: SkipLog | None, progress: bool) -> CompressedCache:
+                      audio: AudioParams, skip: SkipLog | None, progress: bool, flac: bool) -> CompressedCache:
     """Store every pair's frame file and audio window into `target` (module docstring), streamed to
     disk pair by pair (memory stays one pair, whatever N). Each frame is decoded once here, so an
     unreadable one is named now, as in a decoded build."""
-    kept, offsets, float_rows, resampled, rates = [], [0], [], [], set()
+    kept, offsets, audio_offsets, float_rows, resampled, rates = [], [0], [0], [], [], set()
     own_skips = SkipLog()
     target.mkdir(parents=True, exist_ok=True)
-    streams = _Streams(target, ("frames.bin", "waves.bin", "float_waves.bin"))
+    streams = _Streams(target, ("frames.bin", "audio.bin" if flac else "waves.bin", "float_waves.bin"))
     iterator = pairs
     if progress:
         from tqdm.auto import tqdm
@@ -552,9 +574,18 @@ def _build_compressed(root: Path, pairs: Sequence[tuple[str, str]], target: Path
                                 "share one sample rate (set input.sample_rate to have each file checked)")
             samples = np.round(window * PCM16_SCALE)
             if np.abs(samples).max() <= 32767 and np.array_equal(samples.astype(np.float32) / PCM16_SCALE, window):
-                streams.write("waves.bin", samples.astype("<i2").tobytes())
+                if flac:
+                    encoded = io.BytesIO()
+                    soundfile.write(encoded, samples.astype(np.int16), rate, format="FLAC", subtype="PCM_16")
+                    streams.write("audio.bin", encoded.getvalue())
+                    audio_offsets.append(audio_offsets[-1] + len(encoded.getvalue()))
+                else:
+                    streams.write("waves.bin", samples.astype("<i2").tobytes())
             else:  # not k / 32767 (stereo average, resampled or float WAV): kept as it is
-                streams.write("waves.bin", bytes(2 * len(window)))
+                if flac:
+                    audio_offsets.append(audio_offsets[-1])
+                else:
+                    streams.write("waves.bin", bytes(2 * len(window)))
                 streams.write("float_waves.bin", window.astype("<f4").tobytes())
                 float_rows.append(len(kept))
             streams.write("frames.bin", data)
@@ -571,10 +602,13 @@ def _build_compressed(root: Path, pairs: Sequence[tuple[str, str]], target: Path
     streams.finish()
     atomic_np_save(np.array(offsets, dtype=np.int64), target / "frame_offsets.npy")
     atomic_np_save(np.array(float_rows, dtype=np.int64), target / "float_rows.npy")
+    if flac:
+        atomic_np_save(np.array(audio_offsets, dtype=np.int64), target / "audio_offsets.npy")
     atomic_write_text(target / "pairs.json", json.dumps(kept))
     skipped = [{"id": e.id, "file": e.file, "reason": e.reason} for e in own_skips.entries]
     atomic_write_text(target / "done.json", json.dumps({
-        "n": len(kept), "mode": "train", "storage": "compressed", "size": size, "root": str(root),
+        "n": len(kept), "mode": "train", "storage": "compressed_flac" if flac else "compressed", "size": size,
+        "root": str(root),
         "audio": asdict(audio), "sample_rate": rates.pop(), "window": len(window),
         "float_windows": len(float_rows), "arrays": _array_records(target), "skipped": skipped,
         "resampled": resampled}, indent=1))
@@ -596,7 +630,7 @@ def load_cache(folder: str | Path) -> TensorCache | CompressedCache:
     folder = Path(folder)
     manifest = verify_cache(folder)
     pairs = [tuple(p) for p in json.loads((folder / "pairs.json").read_text())]
-    if manifest.get("storage") == "compressed":
+    if manifest.get("storage", "decoded") != "decoded":
         return _load_compressed(folder, manifest, pairs)
     try:
         shapes = np.load(folder / "shapes.npy") if (folder / "shapes.npy").is_file() else None
@@ -613,10 +647,16 @@ def load_cache(folder: str | Path) -> TensorCache | CompressedCache:
 
 def _load_compressed(folder: Path, manifest: dict[str, Any], pairs: list[tuple[str, str]]) -> CompressedCache:
     """Open a verified compressed cache folder, memory-mapped."""
-    n = int(manifest["window"])
+    n, flac = int(manifest["window"]), manifest["storage"] == "compressed_flac"
     try:
         frames = np.memmap(folder / "frames.bin", dtype=np.uint8, mode="r")
-        waves = np.memmap(folder / "waves.bin", dtype="<i2", mode="r").reshape(-1, n)  # (N * n,) -> (N, n)
+        waves = audio_blob = audio_offsets = None
+        if not flac:
+            waves = np.memmap(folder / "waves.bin", dtype="<i2", mode="r").reshape(-1, n)  # (N * n,) -> (N, n)
+        else:
+            audio_offsets = np.load(folder / "audio_offsets.npy")
+            audio_blob = (np.memmap(folder / "audio.bin", dtype=np.uint8, mode="r")
+                          if (folder / "audio.bin").stat().st_size else np.zeros(0, np.uint8))
         floats = (np.memmap(folder / "float_waves.bin", dtype="<f4", mode="r").reshape(-1, n)  # (M * n,) -> (M, n)
                   if (folder / "float_waves.bin").stat().st_size else np.zeros((0, n), np.float32))
         offsets = np.load(folder / "frame_offsets.npy")
@@ -626,7 +666,7 @@ def _load_compressed(folder: Path, manifest: dict[str, Any], pairs: list[tuple[s
                         "again: the cache is rebuilt from the media") from error
     return CompressedCache(frames, offsets, waves, floats, float_rows, pairs, folder, int(manifest["size"]),
                            AudioParams(**manifest["audio"]), int(manifest["sample_rate"]),
-                           resampled=manifest.get("resampled", []))
+                           resampled=manifest.get("resampled", []), audio_blob=audio_blob, audio_offsets=audio_offsets)
 
 
 class CachedPairs(Dataset):

@@ -152,8 +152,11 @@ def footprint_report(params: dict[str, Any], datasets: list[str]) -> tuple[str, 
     total = sum(row["bytes"] for row in rows)
     lines.append(f"  total {total / 1e9:.2f} GB, still to write {needed / 1e9:.2f} GB; free under "
                  f"{cache_dir()}: {free / 1e9:.2f} GB")
+    if train_storage(params) == "compressed_flac":
+        lines.append("  (compressed_flac: the audio is counted at its int16 size, an upper bound of its FLAC size)")
     fits = needed <= free
     if not fits:
         lines.append(f"refusing to start: the caches need {needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; "
-                     "free space, set VSLREPRO_CACHE to a larger disk, or use input.train_storage: compressed")
+                     "free space, set VSLREPRO_CACHE to a larger disk, or store less (input.train_storage: "
+                     "compressed or compressed_flac; docs/data.md §9)")
     return "\n".join(lines), fits
