@@ -88,6 +88,13 @@ def test_compressed_items_equal_decoded_items_bit_for_bit(media, tmp_path, stora
     batches_b = list(DataLoader(b, batch_size=2, sampler=[4, 0, 2, 1], num_workers=2))
     for (ia, sa, xa), (ib, sb, xb) in zip(batches_a, batches_b):
         assert torch.equal(ia, ib) and torch.equal(sa, sb) and torch.equal(xa, xb)
+    # a method's deterministic pass over the training set (TrainingData), decoded by 2 workers
+    from vslrepro.train import TrainingData
+    cpu = torch.device("cpu")
+    passes = [list(TrainingData(c, SIZE, 2, cpu, workers=w).batches()) for c, w in ((decoded, 0), (compressed, 2))]
+    assert len(passes[0]) == len(passes[1]) == 3
+    for batch_a, batch_b in zip(*passes):
+        assert all(torch.equal(a, b) for a, b in zip(batch_a, batch_b))
 
 
 def test_flac_audio_is_lossless_and_smaller_on_tonal_audio(tmp_path):

@@ -436,7 +436,10 @@ def projected_bytes(root: str | Path, pairs: Sequence[tuple[str, str]], *, mode:
     root = Path(root)
     rate = audio.sample_rate or 16000  # without a profile rate, assume 16 kHz
     n = int(round(audio.duration * rate))
-    spec_bytes = 4 * int(np.prod(spectrogram_shape(rate, audio.duration, audio.nperseg, audio.noverlap)))
+    try:
+        spec_bytes = 4 * int(np.prod(spectrogram_shape(rate, audio.duration, audio.nperseg, audio.noverlap)))
+    except ValueError:  # a window shorter than one segment: the build names the problem
+        spec_bytes = 0
     frame_total = audio_total = missing = 0
     for video, sound in pairs:
         frame, wav = media_files(root, video, sound)
