@@ -14,6 +14,7 @@
     python -m vslrepro evaluate --profile paper --dataset flickr --method ezvsl --checkpoint best.pth
     python -m vslrepro tables --profile quick
     python -m vslrepro bench train --profile quick
+    python -m vslrepro bench loader --pairs 5000 --size 224     # train-cache storages: bytes, pairs/s/core
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: the profile's cache)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the projected disk footprint of the tensor caches and the free space; exit "
+                        "non-zero, training nothing, when they would not fit")
 
     p = sub.add_parser("evaluate", help="per-sample results of a run on the extended test set")
     _profile(p, default=None)
@@ -124,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--synthetic-size", type=int, help="model-only run on random tensors at this image size")
     p.add_argument("--device")
+    p = bench.add_parser("loader", help="train-cache bytes per pair and DataLoader pairs/s per core, each storage")
+    p.add_argument("--pairs", type=int, default=5000, help="synthetic training pairs (generated once, cached)")
+    p.add_argument("--size", type=int, default=224, help="crop size (frames are resized to int(1.1 size))")
+    p.add_argument("--storage", nargs="+", choices=["decoded", "compressed", "compressed_flac"],
+                   default=["decoded", "compressed", "compressed_flac"])
+    p.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="DataLoader worker counts to time")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batches", type=int, help="batches timed per run (default: one epoch)")
     return parser
 
 
@@ -184,6 +196,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "pretrain":
         print(stages.object_prior(args.profile))
         return 0
+    if args.command == "train" and args.dry_run:
+        from vslrepro.data.splits import footprint_report
+        report, fits = footprint_report(stages.resolve(args.profile), [args.dataset])
+        print(report)
+        return 0 if fits else 1
     if args.command == "train":
         run = stages.train(args.profile, args.dataset, args.method, out=args.out, device=args.device,
                            progress=not args.no_progress)
@@ -197,6 +214,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "tables":
         for name, path in stages.tables(args.profile).items():
             print(f"{name}: {path}")
+        return 0
+    if args.command == "bench" and args.bench_command == "loader":
+        from vslrepro.bench import bench_loader
+        bench_loader(args)
         return 0
     if args.command == "bench":
         from vslrepro.bench import bench_train

@@ -1,4 +1,11 @@
-"""Training-throughput benchmark: `python -m vslrepro bench train --profile quick`.
+"""Benchmarks: training throughput (`bench train`) and the training-data loader (`bench loader`).
+
+`python -m vslrepro bench loader [--pairs 5000] [--size 224] [--storage decoded compressed
+compressed_flac] [--workers 1 2]`: bytes per pair and DataLoader pairs/s per CPU core of the
+train-cache storages (`vslrepro.data.cache`), on synthetic 320-px frames with the paper's audio settings
+(`bench_loader`). The rest of this docstring is `bench train`:
+
+`python -m vslrepro bench train --profile quick`.
 
 Measures image+audio pairs per second of fwd + bwd + optimizer step, two ways, in one run:
 - model-only: the same batch of tensors already on the device, over and over;
@@ -11,8 +18,12 @@ GPU without the real data), and the data part on an in-memory cache of random ui
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +33,7 @@ from vslrepro.data.cache import CachedPairs, TensorCache
 from vslrepro.data.images import normalize_images
 from vslrepro.methods import method_class
 from vslrepro.profiles import load_profile
-from vslrepro.seeding import seed_everything
+from vslrepro.seeding import cpu_threads, seed_everything
 
 
 def _step(model, optimizer, images, specs, amp: bool, device: torch.device) -> None:
@@ -104,3 +115,115 @@ def bench_train(args: SimpleNamespace) -> dict[str, float]:
     print(f"  model only        : {model_only:9.1f} pairs/s")
     print(f"  with data pipeline: {with_data:9.1f} pairs/s ({100 * with_data / model_only:.0f} % of model only)")
     return {"model_only": model_only, "with_data": with_data}
+
+
+# ------------------------------------------------------------------------------ loader benchmark
+
+def _storage_bytes(cache) -> int:
+    """Bytes of a cache folder's array files (as its manifest records them)."""
+    manifest = json.loads((cache.folder / "done.json").read_text())
+    return sum(record["bytes"] for record in manifest["arrays"].values())
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by this process and by its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _loader_rate(cache, size: int, batch: int, workers: int, batches: int | None) -> dict[str, float]:
+    """Throughput of the trainer's DataLoader over `cache` (seeded crops, collated batches of `batch`).
+
+    Two measures: wall-clock pairs/s, timed after each worker's first batch (start-up is not steady
+    state), and pairs per CPU-second, all pairs over the CPU time the loading took (workers, and
+    the main process receiving the batches). The second does not depend on what else the machine
+    runs; on a busy machine the first is lower than the cores would give.
+    """
+    from vslrepro.train import epoch_order
+
+    data = CachedPairs(cache, size=size, train=True, seed=0)
+    order = epoch_order(len(data), 0, 0, batch).tolist()
+    if batches is not None:
+        order = order[:batch * batches]
+    warm = max(workers, 1)
+    if len(order) // batch <= warm:
+        raise ValueError(f"bench loader: {len(order)} pairs give no batch of {batch} after the {warm} warm-up "
+                         "batch(es); use more --pairs or a smaller --batch-size")
+    own, children = _cpu_seconds()
+    loader = DataLoader(data, batch_size=batch, sampler=order, num_workers=workers, persistent_workers=False)
+    timed, tic = 0, None
+    for step, (images, specs, _) in enumerate(loader):
+        if step == warm - 1:
+            tic = time.perf_counter()
+        elif step >= warm:
+            timed += len(images)
+    wall = time.perf_counter() - tic
+    del loader  # its workers end (they are children: their CPU time is counted once they are reaped)
+    own_after, children_after = _cpu_seconds()
+    main_cpu, worker_cpu = own_after - own, children_after - children
+    return {"pairs_per_s": timed / wall, "timed_pairs": timed,
+            "pairs_per_cpu_s": len(order) / (main_cpu + worker_cpu),
+            "main_cpu_ms_per_pair": 1e3 * main_cpu / len(order)}
+
+
+def bench_loader(args: SimpleNamespace) -> dict[str, Any]:
+    """Bytes per pair and DataLoader pairs/s per CPU core of the train-cache storages.
+
+    On `args.pairs` synthetic training pairs (`synth_plan.BENCH_SCALE`: 320-px JPEG frames, 4-s
+    16 kHz WAVs; generated once under `<cache>/bench/`) with the paper's audio settings (3-s window,
+    nperseg 512, noverlap 274) and `args.size`-px crops, each storage in `args.storage` is built
+    (timed, reused when present) and read through the trainer's DataLoader with each worker count
+    in `args.workers`, batches of `args.batch_size` collated. Prints a report, including the
+    projection to 16 cores and to the paper's 144k pairs, and returns the numbers.
+    """
+    from dataclasses import replace
+
+    from vslrepro.data.audio import spectrogram_shape
+    from vslrepro.data.cache import AudioParams, build_cache
+    from vslrepro.data.lists import read_id_list
+    from vslrepro.data.synth import write_train_split
+    from vslrepro.data.synth_plan import BENCH_SCALE
+    from vslrepro.paths import cache_dir
+
+    scale = replace(BENCH_SCALE, train=args.pairs)
+    root = cache_dir() / "bench" / f"loader-synth-{args.pairs}"
+    tic = time.perf_counter()
+    ids = read_id_list(write_train_split(root, scale, workers=max(args.workers)))
+    generated = time.perf_counter() - tic
+    pairs = [(i, i) for i in ids]
+    audio = AudioParams(3.0, 512, 274, sample_rate=scale.sample_rate)
+    jpeg = np.array([(root / "frames" / f"{i}.jpg").stat().st_size for i in ids])
+    window = int(round(audio.duration * scale.sample_rate))
+    print(f"bench loader: {len(pairs)} synthetic pairs ({scale.frame_size} px JPEG q{scale.jpeg_quality} frames, "
+          f"mean {jpeg.mean() / 1e3:.1f} KB; {scale.seconds:g}-s {scale.sample_rate} Hz WAVs) in {root} "
+          f"({generated:.0f} s); {args.size}-px crops, spectrogram "
+          f"{spectrogram_shape(scale.sample_rate, 3.0, 512, 274)}, "
+          f"batches of {args.batch_size}; {os.cpu_count()} CPU core(s), load average {os.getloadavg()[0]:.1f}")
+    report: dict[str, Any] = {"pairs": len(pairs), "jpeg_mean_bytes": float(jpeg.mean()), "storages": {}}
+    for storage in args.storage:
+        tic = time.perf_counter()
+        with cpu_threads(1):  # one torch thread, as in a DataLoader worker (the items do not depend on it)
+            cache = build_cache(root, pairs, cache_dir() / "bench" / "tensors", mode="train", size=args.size,
+                                audio=audio, storage=storage)
+        built = time.perf_counter() - tic
+        per_pair = _storage_bytes(cache) / len(cache)
+        entry = {"bytes_per_pair": per_pair, "build_seconds": built, "rates": {}}
+        print(f"  {storage:15}: {per_pair / 1e3:7.1f} KB/pair on disk "
+              f"(144k pairs: {per_pair * 144_000 / 1e9:5.1f} GB); "
+              f"built or verified in {built:.0f} s")
+        for workers in args.workers:
+            rate = _loader_rate(cache, args.size, args.batch_size, workers, args.batches)
+            rate["per_core"] = rate["pairs_per_s"] / max(workers, 1)
+            entry["rates"][workers] = rate
+            print(f"    {workers} worker(s): {rate['pairs_per_s']:8.1f} pairs/s wall = {rate['per_core']:7.1f} "
+                  f"pairs/s per core ({rate['timed_pairs']} pairs timed) -> 16 cores: {16 * rate['per_core']:7.0f}; "
+                  f"CPU time: {rate['pairs_per_cpu_s']:7.1f} pairs per CPU-second -> 16 cores: "
+                  f"{16 * rate['pairs_per_cpu_s']:7.0f} pairs/s "
+                  f"(main process {rate['main_cpu_ms_per_pair']:.2f} ms/pair)")
+        report["storages"][storage] = entry
+    paper = jpeg.mean() + 8 + 2 * window  # JPEG bytes + offset + int16 3-s 16 kHz window
+    report["paper_compressed_bytes_per_pair"] = float(paper)
+    print(f"  paper settings, compressed: {jpeg.mean() / 1e3:.1f} KB frame + {2 * window / 1e3:.1f} KB int16 audio "
+          f"= {paper / 1e3:.1f} KB/pair -> 144k pairs: {paper * 144_000 / 1e9:.1f} GB (frames of this synthetic set; "
+          "the dry-run of a real profile measures its own frames)")
+    return report

@@ -91,19 +91,22 @@ class TrainingData:
     which yields (images, specs, indices): ImageNet-normalized (B, 3, S, S) central crops of the
     training frames, their (B, 1, F, T) spectrograms and (B,) pair indices, in index order, on the
     training device. Nothing is loaded until a method asks, so methods without a schedule pay nothing.
-    Every process of a torchrun job sees the whole set (the same result on every rank).
+    Every process of a torchrun job sees the whole set (the same result on every rank). `workers`
+    DataLoader workers decode the items (a compressed cache decodes each frame; the items, hence
+    the batches, do not depend on the count).
     """
 
-    def __init__(self, cache, size: int, batch_size: int, device: torch.device) -> None:
+    def __init__(self, cache, size: int, batch_size: int, device: torch.device, workers: int = 0) -> None:
         self.pairs = CachedPairs(cache, size=size, train=False)
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device, self.workers = batch_size, device, workers
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(images, specs, indices) batches of the whole training set, in index order."""
-        for images, specs, indices in DataLoader(self.pairs, batch_size=self.batch_size, shuffle=False):
+        for images, specs, indices in DataLoader(self.pairs, batch_size=self.batch_size, shuffle=False,
+                                                 num_workers=self.workers):
             yield normalize_images(images.to(self.device)), specs.to(self.device), indices
 
 
@@ -242,7 +245,8 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         history, best, start = latest["history"], latest["best"], latest["epoch"]
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = CachedPairs(train_cache, size=params["input"]["image_size"], train=True, seed=seed)
-    between_epochs = TrainingData(train_cache, params["input"]["image_size"], params["evaluate"]["batch_size"], dev)
+    between_epochs = TrainingData(train_cache, params["input"]["image_size"], params["evaluate"]["batch_size"], dev,
+                                  workers=cfg["num_workers"])
     per_rank = cfg["batch_size"] // world
     amp = bool(cfg.get("amp"))  # bf16 autocast, opt-in (the official code trains in fp32)
     delay = float(os.environ.get("VSLREPRO_BATCH_DELAY", "0"))  # testing aid: slow batches down

@@ -23,6 +23,7 @@ official dataset silently returned another random sample.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +55,27 @@ def load_frame(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: frame not found")
+    return _decode(path, path)
+
+
+def decode_frame(data: bytes, source: str | Path) -> Image.Image:
+    """`load_frame` on a frame file's bytes held in memory (the compressed training cache keeps the
+    original JPEG bytes): the same decoder on the same bytes, hence the same pixels.
+
+    Raises:
+        DataError: the bytes are not a readable image, naming `source` (the file they came from).
+    """
+    return _decode(io.BytesIO(data), source)
+
+
+def _decode(stream, source: str | Path) -> Image.Image:
+    """Open, fully decode (`Image.load`) and convert to RGB a frame from a path or a byte stream."""
     try:
-        with Image.open(path) as image:
+        with Image.open(stream) as image:
             image.load()
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: unreadable or truncated image ({error})") from error
+        raise DataError(f"{source}: unreadable or truncated image ({error})") from error
 
 
 def train_side(size: int) -> int:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from vslrepro.data.cache import AudioParams, TensorCache, build_cache
+from vslrepro.data.cache import (AudioParams, CompressedCache, TensorCache, build_cache, cache_key, free_bytes,
+                                 projected_bytes)
 from vslrepro.data.errors import DataError, SkipLog
 from vslrepro.data.lists import read_id_list
 from vslrepro.data.testsets import check_media, extended_testset, positives_index
@@ -26,20 +27,30 @@ def audio_params(params: dict[str, Any]) -> AudioParams:
                        sample_rate=int(spec["sample_rate"]), resample=bool(spec.get("resample_audio", False)))
 
 
+def train_storage(params: dict[str, Any]) -> str:
+    """How the profile's train caches are stored: `input.train_storage`, "decoded" when absent."""
+    return params["input"].get("train_storage", "decoded")
+
+
 def tensor_dir(params: dict[str, Any], name: str) -> Path:
     return cache_dir() / "tensors" / name
 
 
-def train_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None,
-                progress: bool = False) -> TensorCache:
-    """Training pairs (id, id) from the train list, cached for random 1.1x crops."""
+def _train_pairs(params: dict[str, Any], name: str) -> list[tuple[str, str]]:
     cfg = dataset_config(params, name)
     ids = read_id_list(cfg.train_list)
     if not ids:
         raise DataError(f"{cfg.train_list}: the training list is empty")
-    return build_cache(cfg.train_root, [(i, i) for i in ids], tensor_dir(params, name), mode="train",
-                       size=params["input"]["image_size"], audio=audio_params(params), skip=skip,
-                       progress=progress)
+    return [(i, i) for i in ids]
+
+
+def train_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None,
+                progress: bool = False) -> TensorCache | CompressedCache:
+    """Training pairs (id, id) from the train list, cached for random 1.1x crops, stored as the
+    profile says (`input.train_storage`)."""
+    return build_cache(dataset_config(params, name).train_root, _train_pairs(params, name),
+                       tensor_dir(params, name), mode="train", size=params["input"]["image_size"],
+                       audio=audio_params(params), skip=skip, progress=progress, storage=train_storage(params))
 
 
 def _cached_index(params: dict[str, Any], cfg: DatasetConfig, index: pd.DataFrame, *,
@@ -61,22 +72,25 @@ def _cached_index(params: dict[str, Any], cfg: DatasetConfig, index: pd.DataFram
     return index, cache
 
 
+def _validation_index(params: dict[str, Any], name: str) -> tuple[DatasetConfig, pd.DataFrame]:
+    """The dataset whose media the validation split reads, and the split's index."""
+    cfg = dataset_config(params, name)
+    if cfg.val_from is not None and cfg.val_from != name:
+        other = dataset_config(params, cfg.val_from)
+        return other, positives_index(other.name, other.metadata_root, flickr_list=other.flickr_list)
+    if cfg.val_list is None and cfg.val_annotations is None:
+        return cfg, positives_index(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
+    return cfg, positives_index(name, cfg.metadata_root, test_list=cfg.val_list,
+                                annotations=cfg.val_annotations, flickr_list=cfg.flickr_list)
+
+
 def validation_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None,
                      progress: bool = False) -> tuple[pd.DataFrame, TensorCache]:
     """Annotated positives used for early stopping (BEST): a validation list, the dataset's test
     positives, or another dataset's test positives (`val_from`: the official VGGSound training
     scripts validate on the Flickr-SoundNet test set). `index.attrs["dataset"]` says whose ground
     truth applies."""
-    cfg = dataset_config(params, name)
-    if cfg.val_from is not None and cfg.val_from != name:
-        other = dataset_config(params, cfg.val_from)
-        index = positives_index(other.name, other.metadata_root, flickr_list=other.flickr_list)
-        return _cached_index(params, other, index, skip=skip, progress=progress)
-    if cfg.val_list is None and cfg.val_annotations is None:
-        index = positives_index(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
-    else:
-        index = positives_index(name, cfg.metadata_root, test_list=cfg.val_list,
-                                annotations=cfg.val_annotations, flickr_list=cfg.flickr_list)
+    cfg, index = _validation_index(params, name)
     return _cached_index(params, cfg, index, skip=skip, progress=progress)
 
 
@@ -86,3 +100,63 @@ def test_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None
     cfg = dataset_config(params, name)
     index = extended_testset(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
     return _cached_index(params, cfg, index, skip=skip, progress=progress)
+
+
+# ---------------------------------------------------------------- disk footprint (--dry-run)
+
+def cache_footprints(params: dict[str, Any], datasets: list[str]) -> list[dict[str, Any]]:
+    """The tensor caches that training on `datasets` builds — each dataset's train and validation
+    splits — with their projected size on disk (`cache.projected_bytes`: file sizes and image
+    headers, nothing decoded) and whether they are built already (the same key, finished).
+    A cache shared by two datasets (a VGGSound run validating on the Flickr test positives, as a
+    Flickr run does) is listed once. The test splits, read later by `evaluate`, are not included.
+    """
+    size, audio = params["input"]["image_size"], audio_params(params)
+    rows, seen = [], set()
+
+    def add(dataset: str, split: str, root: Path, pairs: list[tuple[str, str]], mode: str, storage: str,
+            folder: Path) -> None:
+        target = folder / cache_key(root, pairs, mode, size, audio, storage=storage)
+        if target in seen:
+            return
+        seen.add(target)
+        projection = projected_bytes(root, pairs, mode=mode, size=size, audio=audio, storage=storage)
+        rows.append({"dataset": dataset, "split": split, "storage": storage, **projection,
+                     "built": (target / "done.json").is_file(), "folder": target})
+
+    for name in datasets:
+        cfg = dataset_config(params, name)
+        add(name, "train", cfg.train_root, _train_pairs(params, name), "train", train_storage(params),
+            tensor_dir(params, name))
+        val_cfg, index = _validation_index(params, name)
+        add(name, f"validation ({val_cfg.name} media)", val_cfg.test_root, list(zip(index["video"], index["audio"])),
+            "test", "decoded", tensor_dir(params, val_cfg.name))
+    return rows
+
+
+def footprint_report(params: dict[str, Any], datasets: list[str]) -> tuple[str, bool]:
+    """A table of `cache_footprints` with the free space of the cache folder's disk, and whether
+    the caches still to be built fit in it."""
+    rows = cache_footprints(params, datasets)
+    free = free_bytes(cache_dir() / "tensors")
+    needed = sum(row["bytes"] for row in rows if not row["built"])
+    lines = [f"tensor caches of profile {params['profile']} (train storage: {train_storage(params)}):",
+             f"  {'dataset':8} {'split':28} {'storage':10} {'pairs':>8} {'GB':>8} {'KB/pair':>8}  state"]
+    for row in rows:
+        per_pair = row["bytes"] / max(row["pairs"], 1) / 1e3
+        state = "built" if row["built"] else "to build"
+        if row["missing"]:
+            state += f", {row['missing']} pair(s) with a missing file"
+        lines.append(f"  {row['dataset']:8} {row['split']:28} {row['storage']:10} {row['pairs']:8d} "
+                     f"{row['bytes'] / 1e9:8.2f} {per_pair:8.1f}  {state}")
+    total = sum(row["bytes"] for row in rows)
+    lines.append(f"  total {total / 1e9:.2f} GB, still to write {needed / 1e9:.2f} GB; free under "
+                 f"{cache_dir()}: {free / 1e9:.2f} GB")
+    if train_storage(params) == "compressed_flac":
+        lines.append("  (compressed_flac: the audio is counted at its int16 size, an upper bound of its FLAC size)")
+    fits = needed <= free
+    if not fits:
+        lines.append(f"refusing to start: the caches need {needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; "
+                     "free space, set VSLREPRO_CACHE to a larger disk, or store less (input.train_storage: "
+                     "compressed or compressed_flac; docs/data.md §10)")
+    return "\n".join(lines), fits
