@@ -272,6 +272,13 @@ def test_the_schedule_rounds_and_the_stage_switch():
     assert not all(torch.equal(model.teacher_audnet.state_dict()[k], v)
                    for k, v in model.audnet.state_dict().items())  # not re-snapshotted
     assert not any(p.requires_grad for p in model.teacher_audnet.parameters())
+    image, spec = small_batch(4)
+    with torch.no_grad():  # stage 2 evaluates the class-aware map of the category heard; s stays max m
+        heard = model.audio_classes(spec).argmax(1)
+        expected = model.class_maps(image, spec)[torch.arange(4), heard]
+        assert torch.equal(model.raw_maps(image, spec), expected)
+        assert torch.equal(model.localize(image, spec).confidence["max"],
+                           model.location_map(image, spec).flatten(1).amax(1))
     model.train()
     assert not model.teacher_audnet.training  # its BatchNorm statistics stay frozen
 
@@ -393,12 +400,19 @@ def test_stage_two_parity_maps_class_maps_and_loss(tmp_path):
         mosaics = negative_mosaics(image, quadrants)
         audio2, image2, labels = batch_organize(spec, image, mosaics)
         (posi, nega), av_map, _, sounding, obj_mask = student(image2, audio2, dictionary, minimize=True)
-        raw = ours.raw_maps(image, spec)
+        m = ours.location_map(image, spec)
         class_maps = ours.class_maps(image, spec)
         reference = torch.softmax(obj_mask * 3, 1)[::2]  # test_stage_two.py
-        print(f"stage 2: max |map diff| {(raw - av_map[::2, 0]).abs().max():.2e}, "
+        print(f"stage 2: max |map diff| {(m - av_map[::2, 0]).abs().max():.2e}, "
               f"max |class map diff| {(class_maps - reference).abs().max():.2e}")
-        assert torch.allclose(raw, av_map[::2, 0], atol=1e-5) and torch.allclose(class_maps, reference, atol=1e-5)
+        assert torch.allclose(m, av_map[::2, 0], atol=1e-5) and torch.allclose(class_maps, reference, atol=1e-5)
+        # the map evaluated in stage 2: the class map of the category the frozen stage-1 model hears
+        heard = teacher(image2, audio2)[5][::2].argmax(1)
+        maps, confidence = ours.localize(image, spec, size=112)
+        assert torch.allclose(ours.raw_maps(image, spec), reference[torch.arange(3), heard], atol=1e-5)
+        assert torch.allclose(maps, F.interpolate(reference[torch.arange(3), heard][:, None], size=112,
+                                                  mode="bilinear", align_corners=False)[:, 0], atol=1e-5)
+        assert torch.allclose(confidence["max"], posi, atol=1e-6)  # s of the stage-2 model's own map m
         # training_stage_two.py: the location loss, the KL to the frozen model's audio classes
         nega_labels = labels[1::2].contiguous().view(-1, 1).repeat([1, 4]).view(-1)
         location = 0.5 * (nn.BCELoss()(posi, labels[::2]) + nn.BCELoss()(nega, nega_labels))
