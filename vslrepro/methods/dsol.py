@@ -46,8 +46,7 @@ Deviations and choices (each also in docs/methods/dsol.md):
 - data: single-source synthetic (or real) pairs, no MUSIC solos or cocktail-party mixtures. Stage 2's
   positive is the natural frame with its own sound (one sounding object, the rest silent); its
   negative is a 2×2 mosaic of four other clips' frames of the batch (each downscaled 2× by a 2×2
-  mean), whose four quadrants are all "silent" for that sound — as the dossier proposes, without
-  audio mixing. The KL target is the frozen stage-1 audio classifier's posterior on the single sound.
+  mean), whose four quadrants are all "silent" for that sound; no audio is mixed. The KL target is the frozen stage-1 audio classifier's posterior on the single sound.
 - in-batch mismatched frames (stage 1): audio i with the frame of clip j = (i + r_i) mod B, r_i
   uniform in {1, …, B − 1} (torch's global RNG), frames encoded once (B images, not 2B): BatchNorm
   sees B frames instead of 2B; stage 2 encodes the B frames and B mosaics together, as the original.
@@ -69,13 +68,14 @@ Deviations and choices (each also in docs/methods/dsol.md):
   was trained on (the original pairs the epoch-10 dictionary with the epoch-10 classifier).
 - `obj_conv` starts at α = 1, β = 0 instead of PyTorch's default U(−1, 1) for each: with α < 0 the
   class evidence is anti-correlated with the dictionary similarity, and L_cat then drives m off the
-  objects (quick, Flickr, seed 0: the default draw gave α = −0.55 and val LocAcc fell from 0.83 to
-  0.13 in the first stage-2 epoch; 0.57 with α = 1; β cancels in the softmax over classes).
+  objects (quick, Flickr, seed 0, in a trial with 14×14 maps and 5 stage-1 epochs: the default draw
+  gave α = −0.55 and the validation LocAcc of m fell from 0.83 to 0.13 in the first stage-2 epoch,
+  to 0.57 with α = 1; β cancels in the softmax over classes).
 - BCE on logits (s = σ(max_k w·⟨v, a⟩), since σ is increasing) instead of on probabilities: the same
   loss without the original's clamp of log(0) at −100.
 - audio input: the benchmark's shared log-spectrogram (257 frequencies × T, log/12), not the original's
-  201 × 64 dB log-mel; only the audio encoder sees it. The small backbone (smoke/quick) keeps
-  14×14 maps at 56 px (layer4_stride=1).
+  201 × 64 dB log-mel; only the audio encoder sees it. With layer4_stride=1 the small backbone
+  gives 14×14 maps at 56 px; the smoke/quick profiles use 2 (7×7 maps, 3× cheaper on CPU).
 - under torchrun, parameters a stage does not use (the classifiers, `obj_conv`) enter the loss with
   weight 0: DistributedDataParallel without find_unused_parameters needs a gradient for every
   parameter in every step. A single process leaves their gradients None, as the original.
