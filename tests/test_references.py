@@ -100,7 +100,7 @@ def test_registry_names_classes_and_errors():
     method = build_method("random", seed=4)
     assert isinstance(method, RandomMap) and method.seed == 4 and method.name == "random"
     assert build_method("ezvsl", backbone="small", dim=32).dim == 32
-    with pytest.raises(ValueError, match="unknown method 'lvs2'; known methods: attention10k, center, coarsetofine, dmc, ezvsl"):
+    with pytest.raises(ValueError, match="unknown method 'lvs2'; known methods: attention10k, center, coarsetofine, dmc, dsol, ezvsl, ezvsl_ogl"):
         build_method("lvs2")
     with pytest.raises(ValueError, match="unknown method"):
         method_class("nope")
