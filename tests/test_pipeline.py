@@ -70,7 +70,7 @@ def test_outputs_are_written(smoke_run, smoke_params):
     assert "vggss_ezvsl_best.csv" in samples and "flickr_center_none.csv" in samples
     evaluated = [(method, checkpoint) for method in layout.evaluated_methods(smoke_params)
                  for checkpoint in method_class(method).checkpoints()]
-    assert len(evaluated) == 6 * 2 + 2 * 2 + 2  # 6 trained x BEST/LATEST, 2 OGL fusions x 2, 2 references
+    assert len(evaluated) == 8 * 2 + 2 * 2 + 2  # 8 trained x BEST/LATEST, 2 OGL fusions x 2, 2 references
     assert samples == sorted(f"{dataset}_{method}_{checkpoint}.csv" for dataset in ("flickr", "vggss")
                              for method, checkpoint in evaluated)
     meta = json.loads((out / "samples" / "flickr_ezvsl_latest.json").read_text())
