@@ -70,7 +70,7 @@ def test_a_frame_replaced_after_caching_is_read_again(media, tmp_path):
     assert second.images[1, 0].mean() > 200 and second.images[1, 1].mean() < 60  # now red
 
 
-def test_plain_evaluate_after_skip_bad_refuses_the_bad_frame_then_sees_its_repair(real_profile, tmp_path,  # noqa: F811
+def test_plain_evaluate_after_an_allowed_incomplete_one_refuses_the_bad_frame_then_sees_its_repair(real_profile, tmp_path,  # noqa: F811
                                                                                      monkeypatch):
     """The issue's example: after `evaluate --skip-bad`, a plain evaluate used to reuse the cache
     without the bad sample and report "skipped": 0 — even after the file was repaired."""
@@ -80,9 +80,9 @@ def test_plain_evaluate_after_skip_bad_refuses_the_bad_frame_then_sees_its_repai
     frame = root / "frames" / f"{victim}.jpg"
     good = frame.read_bytes()
     frame.write_bytes(good[: len(good) // 3])  # a truncated JPEG
-    skipped = stages.evaluate(profile, "flickr", "center", "none", progress=False, skip_bad=True)
+    skipped = stages.evaluate(profile, "flickr", "center", "none", progress=False, allow_incomplete=True)
     assert json.loads(skipped.with_suffix(".json").read_text())["skipped"] >= 1
-    again = stages.evaluate(profile, "flickr", "center", "none", progress=False, skip_bad=True)
+    again = stages.evaluate(profile, "flickr", "center", "none", progress=False, allow_incomplete=True)
     record = json.loads(again.with_suffix(".json").read_text())  # a reused skip-mode cache reports the same skips
     assert record["skipped"] >= 1 and record["skip_log"] is not None
     with pytest.raises(DataError, match=f"{victim}.jpg"):

@@ -8,11 +8,12 @@
     python -m vslrepro data audit --dataset vggss --root DIR --train LIST [--clean-out FILE]
     python -m vslrepro data prepare --videos DIR --out ROOT [--time S | --frame-index N] [--workers N]
     python -m vslrepro pretrain --profile quick              # object prior (ImageNet stand-in)
-    python -m vslrepro train --profile quick --dataset vggss --method ezvsl [--out DIR]
+    python -m vslrepro train --profile quick --dataset vggss --method ezvsl [--out DIR] [--allow-incomplete]
     python -m vslrepro evaluate --profile quick --dataset vggss --method ezvsl --checkpoint latest
     python -m vslrepro evaluate --run DIR --checkpoint best [--method ezvsl_ogl]
     python -m vslrepro evaluate --profile paper --dataset flickr --method ezvsl --checkpoint best.pth
     python -m vslrepro tables --profile quick
+    python -m vslrepro localize --checkpoint RUN/latest.pt --video clip.mp4 --out overlay.png
     python -m vslrepro bench train --profile quick
     python -m vslrepro bench loader --pairs 5000 --size 224     # train-cache storages: bytes, pairs/s/core
 """
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the projected disk footprint of the tensor caches and the free space; exit "
                         "non-zero, training nothing, when they would not fit")
+    p.add_argument("--allow-incomplete", action="store_true", default=None,
+                   help="train on the listed clips whose frame and WAV exist, recording the list used and "
+                        "its counts in the run's run.json (default: the profile's train.allow_incomplete, "
+                        "else stop with an error naming the missing files)")
 
     p = sub.add_parser("evaluate", help="per-sample results of a run on the extended test set")
     _profile(p, default=None)
@@ -112,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "file such as an official EZ-VSL best.pth")
     p.add_argument("--out", help="per-sample CSV path (default results/<profile>/samples/...)")
     p.add_argument("--device")
-    p.add_argument("--skip-bad", action="store_true",
+    p.add_argument("--allow-incomplete", "--skip-bad", dest="allow_incomplete", action="store_true", default=None,
                    help="leave out samples whose frame/WAV is missing or unreadable, listing them in "
-                        "results/<profile>/skipped/ (default: stop with an error naming the file)")
+                        "results/<profile>/skipped/; the results and tables say 'N of M' (default: the "
+                        "profile's evaluate.allow_incomplete, else stop with an error naming the samples)")
 
     p = sub.add_parser("tables", help="Tables 1-4 and figures from the per-sample CSVs")
     _profile(p)
@@ -203,12 +209,12 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if fits else 1
     if args.command == "train":
         run = stages.train(args.profile, args.dataset, args.method, out=args.out, device=args.device,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, allow_incomplete=args.allow_incomplete)
         print(f"run folder: {run}")
         return 0
     if args.command == "evaluate":
         path = stages.evaluate(args.profile, args.dataset, args.method, args.checkpoint, run=args.run,
-                               out=args.out, device=args.device, skip_bad=args.skip_bad)
+                               out=args.out, device=args.device, allow_incomplete=args.allow_incomplete)
         print(f"per-sample results: {path}")
         return 0
     if args.command == "tables":

@@ -5,8 +5,14 @@ stage: batched inference on CPU or GPU, ground-truth maps built per batch from t
 (`vslrepro.data.testsets.gt_maps`; a 10k extended set never holds 10k 224×224 maps in memory), cIoU
 and every confidence score of the method per sample. `evaluate` wires it to a profile, a dataset,
 a method and a checkpoint (ours or an official file), and writes the per-sample CSV that the
-table builders read, with its provenance record and, after `skip_bad`, the list of samples left out
-(paths from `vslrepro.layout`).
+table builders read, with its provenance record and, when an incomplete test set was allowed, the
+list of samples left out (paths from `vslrepro.layout`).
+
+Coverage: a test set whose listed samples lack media is refused, naming them, unless the caller
+allows an incomplete test set (`allow_incomplete`; CLI `evaluate --allow-incomplete`, alias
+`--skip-bad`; profile `evaluate.allow_incomplete: true`). Then the samples are left out, never
+replaced, and the provenance record says "evaluated N of M listed" with the ids left out; the
+tables repeat it under each table (`vslrepro.results.coverage_notes`).
 
 Binarization (docs/protocol.md): `relative` keeps the top `1 − pred_size` of each min–max
 normalized map; `absolute` thresholds the map at `pred_thr` on the method's [0, 1] scale,
@@ -27,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from vslrepro import layout, metrics
 from vslrepro.data.cache import CachedPairs, TensorCache
-from vslrepro.data.errors import SkipLog
+from vslrepro.data.errors import IncompleteDataError, SkipLog
 from vslrepro.data.images import normalize_images
 from vslrepro.data.testsets import gt_maps
 from vslrepro.methods import method_class
@@ -123,16 +129,21 @@ def checkpoint_label(checkpoint: str) -> str:
 def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str, *,
              run: str | Path | None = None, out: str | Path | None = None,
              device: str | torch.device | None = None, progress: bool = False,
-             skip_bad: bool = False) -> Path:
+             allow_incomplete: bool | None = None) -> Path:
     """Evaluate `method` at `checkpoint` on `dataset`'s extended test set; write the per-sample CSV.
 
-    A missing or unreadable frame/WAV stops the evaluation with an error naming it; with `skip_bad`
-    such samples are left out and listed in the skip log (`layout.skip_log`), and counted in the
-    provenance record ("listed", "evaluated", "skipped") — never replaced by another sample. WAVs
-    resampled on the profile's request (`input.resample_audio`) are listed there too.
+    A missing or unreadable frame/WAV stops the evaluation with an error naming it. With
+    `allow_incomplete` (None: the profile's `evaluate.allow_incomplete`, default false) such samples
+    are left out and listed in the skip log (`layout.skip_log`), and the provenance record counts
+    them ("listed", "evaluated", "skipped", "complete") and names them ("left_out") — never replaced
+    by another sample. WAVs resampled on the profile's request (`input.resample_audio`) are listed
+    there too.
 
     Returns:
         The per-sample CSV path.
+
+    Raises:
+        IncompleteDataError: listed samples lack media and an incomplete test set is not allowed.
     """
     from vslrepro.data.splits import test_split
     from vslrepro.provenance import environment
@@ -140,10 +151,16 @@ def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     weights = weights_file(params, dataset, method, checkpoint, run)
     model = method_class(method).for_evaluation(params, dataset, weights).to(dev)
-    skip = SkipLog() if skip_bad else None
-    index, cache = test_split(params, dataset, skip=skip, progress=progress)
-    listed = int(index.attrs.get("listed", len(index)))
     ev = params["evaluate"]
+    if allow_incomplete is None:
+        allow_incomplete = bool(ev.get("allow_incomplete", False))
+    skip = SkipLog() if allow_incomplete else None
+    try:
+        index, cache = test_split(params, dataset, skip=skip, progress=progress)
+    except IncompleteDataError as error:
+        raise error.with_hint("to evaluate the other samples and record which were left out, pass "
+                              "--allow-incomplete (or set evaluate.allow_incomplete: true in the profile)") from None
+    listed = int(index.attrs.get("listed", len(index)))
     samples = score_samples(model, index, cache, dataset, batch_size=ev["batch_size"], device=dev,
                             image_size=params["input"]["image_size"], binarize=ev["binarize"],
                             pred_size=ev["pred_size"], pred_thr=ev["pred_thr"], progress=progress)
@@ -155,6 +172,8 @@ def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
     provenance = {"dataset": dataset, "method": method, "checkpoint": checkpoint_label(checkpoint),
                   "weights": str(weights) if weights else None, "flickr_list": index.attrs.get("flickr_list"),
                   "listed": listed, "evaluated": len(samples), "skipped": listed - len(samples),
+                  "complete": len(samples) == listed,
+                  "left_out": sorted(skip.ids) if skip is not None else [],
                   "skip_log": str(log) if log.is_file() else None,
                   "resampled_audio": cache.resampled,  # WAVs resampled on load (input.resample_audio)
                   "params": params,

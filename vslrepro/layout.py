@@ -7,7 +7,7 @@ it call the same function, and `pipeline.plan()` derives each stage's inputs fro
       runs/<profile>/<dataset>_<method>_<run key>/   best.pt, latest.pt, history.csv, run.json
     results/<profile>/   (`$VSLREPRO_RESULTS/<profile>` when set)
       samples/<dataset>_<method>_<checkpoint>.csv   one row per test sample (+ .json: provenance)
-      skipped/<dataset>_<method>_<checkpoint>.csv   samples left out by `evaluate --skip-bad`
+      skipped/<dataset>_<method>_<checkpoint>.csv   samples left out by `evaluate --allow-incomplete`
       tables/table{1..4}.{csv,md,tex}, tables/intervals.*
       figures/*.png, history_<dataset>_<method>.csv
       notebooks/<stage>.ipynb, stamps/<stage>.json, logs/<stage>.log, pipeline_status.json
@@ -76,11 +76,21 @@ def training_code_digest(method: str) -> str:
 VALIDATION_SETTINGS = ("binarize", "pred_size", "pred_thr", "iou_thr")
 
 
+# Profile keys of RUN_SECTIONS that permit something without changing what a run computes: left
+# out of its identity. `train.allow_incomplete` lets a run train on the clips that exist; the list
+# actually used is recorded (run.json) and checked on resume by `vslrepro.train`.
+PERMISSIONS = {"train": ("allow_incomplete",)}
+
+
 def run_identity(params: dict[str, Any], method: str) -> dict[str, Any]:
-    """What a training run of `method` depends on: profile sections, its hyperparameters, its code,
-    and the validation settings that select its BEST epoch."""
+    """What a training run of `method` depends on: profile sections (less `PERMISSIONS`), its
+    hyperparameters, its code, and the validation settings that select its BEST epoch."""
     cls = method_class(method)
-    return {"method": method, "profile": {k: params.get(k) for k in RUN_SECTIONS},
+    sections = {k: params.get(k) for k in RUN_SECTIONS}
+    for section, keys in PERMISSIONS.items():
+        if isinstance(sections.get(section), dict):
+            sections[section] = {k: v for k, v in sections[section].items() if k not in keys}
+    return {"method": method, "profile": sections,
             "method_config": cls.config(params), "code": training_code_digest(method),
             "validation": {k: params["evaluate"][k] for k in VALIDATION_SETTINGS}}
 

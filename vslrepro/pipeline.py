@@ -73,7 +73,7 @@ def _samples_files(params: dict[str, Any], evaluation: layout.Evaluation) -> tup
 
 
 def _skip_log(params: dict[str, Any], evaluation: layout.Evaluation) -> Path:
-    """The evaluation's skip log: written only when `--skip-bad` left samples out."""
+    """The evaluation's skip log: written only when `--allow-incomplete` left samples out."""
     return layout.skip_log(layout.samples_csv(params, evaluation.dataset, evaluation.method, evaluation.checkpoint))
 
 

@@ -3,7 +3,8 @@
 `load_samples` reads exactly the evaluations the profile plans (`vslrepro.layout.evaluations`) —
 never whatever CSVs happen to lie in `samples/` — and says which were skipped or are missing.
 `coverage_notes` turns the provenance records into the sentences the tables print under
-themselves ("2 of 192 listed samples were left out …"). `intervals` and `summary` are the numbers
+themselves, one per evaluation that left samples out ("evaluated on 190 of 192 listed samples …");
+an evaluation of the whole test set adds nothing, so complete results keep their tables unchanged. `intervals` and `summary` are the numbers
 beyond the paper: bootstrap intervals and one method's row.
 """
 
@@ -53,15 +54,25 @@ def load_samples(params: dict[str, Any]) -> pd.DataFrame:
     return samples
 
 
-def coverage_notes(samples: pd.DataFrame) -> list[str]:
-    """One sentence per evaluation that left samples out (`evaluate --skip-bad`), else nothing."""
+def coverage_notes(samples: pd.DataFrame, checkpoints: tuple[str, ...] | None = None) -> list[str]:
+    """One sentence per evaluation that left samples out (`evaluate --allow-incomplete`), else nothing.
+
+    Args:
+        samples: `load_samples`'s table (its `attrs["records"]`).
+        checkpoints: only the evaluations at these checkpoints (those a table shows); None: all.
+    """
     notes = []
     for (dataset, method, checkpoint), record in samples.attrs.get("records", {}).items():
+        if checkpoints is not None and checkpoint not in checkpoints:
+            continue
         skipped = int(record.get("skipped", 0))
         if skipped:
-            notes.append(f"{dataset} / {display_name(method)} / {checkpoint}: {skipped} of "
-                         f"{record['listed']} listed samples were left out (unreadable or missing media; "
-                         f"listed in {record.get('skip_log')}); the metrics cover {record['evaluated']}")
+            left_out = record.get("left_out") or []
+            ids = (f" (ids {', '.join(map(str, left_out[:5]))}" + (f" and {len(left_out) - 5} more" if len(left_out) > 5
+                                                                      else "") + ")") if left_out else ""
+            notes.append(f"{dataset} / {display_name(method)} / {checkpoint}: evaluated on {record['evaluated']} "
+                         f"of {record['listed']} listed samples; {skipped} left out for missing or unreadable "
+                         f"media{ids}, listed in {record.get('skip_log')}")
     return notes
 
 

@@ -110,11 +110,18 @@ def object_prior(profile) -> dict[str, Any]:
 # ---------------------------------------------------------------- 03 train
 
 def train(profile, dataset: str, method: str, *, out: str | Path | None = None,
-          device: str | None = None, progress: bool = True) -> Path:
-    """Train (or resume, or find finished) the run of `method` on `dataset` (vslrepro.train)."""
+          device: str | None = None, progress: bool = True, allow_incomplete: bool | None = None) -> Path:
+    """Train (or resume, or find finished) the run of `method` on `dataset` (vslrepro.train).
+
+    `allow_incomplete` (None: the profile's `train.allow_incomplete`) trains on the listed clips
+    whose media exist, recording the list used in the run's run.json; it does not change the run
+    folder (`layout.run_identity` leaves the permission out: the list used is what counts).
+    """
     from vslrepro.train import train_run
 
     params = resolve(profile)
+    if allow_incomplete is not None:
+        params = {**params, "train": {**params["train"], "allow_incomplete": bool(allow_incomplete)}}
     return train_run(params, dataset, method, out or layout.run_dir(params, dataset, method),
                      device=device, progress=progress)
 
@@ -156,15 +163,16 @@ def _from_run(profile, dataset, method, run) -> tuple[dict[str, Any], str, str]:
 
 def evaluate(profile, dataset: str | None, method: str | None, checkpoint: str = "latest", *,
              run: str | Path | None = None, out: str | Path | None = None,
-             device: str | None = None, progress: bool = True, skip_bad: bool = False) -> Path:
+             device: str | None = None, progress: bool = True, allow_incomplete: bool | None = None) -> Path:
     """Per-sample results of one method/checkpoint on the extended test set (vslrepro.evaluate).
 
     `checkpoint` is best/latest (the profile's run, or `run`), "none" (training-free references) or
-    the path of a checkpoint file, e.g. an official EZ-VSL `best.pth`.
+    the path of a checkpoint file, e.g. an official EZ-VSL `best.pth`. `allow_incomplete` (None:
+    the profile's `evaluate.allow_incomplete`) evaluates a test set with missing media on the rest.
     """
     params, dataset, method = _from_run(profile, dataset, method, run)
     return evaluate_to_csv(params, dataset, method, checkpoint, run=run, out=out, device=device,
-                           progress=progress, skip_bad=skip_bad)
+                           progress=progress, allow_incomplete=allow_incomplete)
 
 
 def summary_table(profile, dataset: str, method: str) -> pd.DataFrame:
@@ -191,11 +199,13 @@ def plot_overlays(profile, dataset: str, method: str, checkpoint: str | None = N
 
 def tables(profile) -> dict[str, Path]:
     """Tables 2–4 (ours beside the paper's values) and the intervals, from the planned per-sample
-    CSVs; notes under each table say how many samples an evaluation left out (vslrepro.results)."""
+    CSVs; a note under a table names each evaluation it shows that covers only N of M listed samples
+    (vslrepro.results.coverage_notes)."""
     params = resolve(profile)
     samples = results.load_samples(params)
     ev = params["evaluate"]
-    coverage = results.coverage_notes(samples)
+    shown = {2: ("best", "latest", tb.REFERENCE_CHECKPOINT), 3: ("latest", tb.REFERENCE_CHECKPOINT),
+             4: ("latest", tb.REFERENCE_CHECKPOINT)}  # the checkpoints each table reads
     built = {2: tb.table2(samples, iou_thr=ev["iou_thr"]),
              3: tb.table3(samples, mode=ev["mode"], iou_thr=ev["iou_thr"]),
              4: tb.table4(samples, seed=int(params["seed"]), mode=ev["mode"], iou_thr=ev["iou_thr"])}
@@ -203,14 +213,14 @@ def tables(profile) -> dict[str, Path]:
     for number, table in built.items():
         name = f"table{number}"
         table = tb.with_paper_values(table, number)
-        table.attrs["notes"] = coverage + table.attrs.get("notes", [])
+        table.attrs["notes"] = results.coverage_notes(samples, shown[number]) + table.attrs.get("notes", [])
         written[name] = tb.export(table, layout.table_stem(params, name),
                                   caption=f"{name} ({params['profile']} profile)")["csv"]
     caption = (f"Beyond the paper: {int(ev['n_boot'])}-replicate stratified bootstrap 95 % intervals "
                f"(seed {params['seed']}) and Table 4's spread over {int(ev.get('table4_draws', 10))} draws "
                f"of positives ({params['profile']} profile)")
     spread = results.intervals(params, samples)
-    spread.attrs["notes"] = coverage
+    spread.attrs["notes"] = results.coverage_notes(samples)
     written["intervals"] = tb.export(spread, layout.table_stem(params, "intervals"), caption=caption)["csv"]
     return written
 

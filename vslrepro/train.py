@@ -19,6 +19,14 @@ an unfinished run on another number of processes. A finished run is found, never
 `run.json` keeps the parameters it was trained with. Every file of a run is written atomically, and
 one process at a time trains a folder (the lock `<out>/.lock`): a second one waits, then finds the run.
 
+Incomplete data (docs/training.md). A training list or validation set whose media are partly
+missing stops the run with an error naming the clips, unless `train.allow_incomplete` (CLI
+`train --allow-incomplete`) allows it. The run then trains on the clips that exist and `run.json`
+records, under "data", the list used: its counts, the ids left out and a digest of the ids used
+(with `train_list_used.txt` and the skip logs in the run folder). The digest is also kept in
+`latest.pt`: resuming, or finding a finished run, with another list used is refused. A complete
+list trains exactly as before.
+
 Every random choice of epoch e derives from (seed, e): the batch order, each sample's crop and flip,
 and torch's global RNG (for dropout). A run killed at any point and started again resumes from
 `latest.pt` and ends with the same weights as an uninterrupted run (on CPU; GPU kernels may not be
@@ -31,6 +39,7 @@ does (no all-gather); gradients are averaged by DistributedDataParallel; rank 0 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -46,12 +55,15 @@ from torch.utils.data import DataLoader
 from vslrepro import metrics
 from vslrepro.atomic import atomic_torch_save, atomic_write_text, exclusive
 from vslrepro.data.cache import CachedPairs
+from vslrepro.data.errors import IncompleteDataError, SkipLog
 from vslrepro.data.images import normalize_images
+from vslrepro.data.lists import read_id_list
 from vslrepro.data.splits import train_split, validation_split
 from vslrepro.evaluate import score_samples
 from vslrepro.layout import run_identity
 from vslrepro.methods import method_class
 from vslrepro.methods.checkpoints import load_weights_file
+from vslrepro.profiles import dataset_config
 from vslrepro.provenance import environment
 from vslrepro.seeding import cpu_threads, seed_everything
 
@@ -174,6 +186,36 @@ def _check_binding(out: Path, binding: dict[str, Any], latest: dict[str, Any] | 
                      f"{world}: in-batch negatives differ, resuming would mix two trainings")
 
 
+def data_coverage(params: dict[str, Any], dataset: str, train_cache, skipped_train: SkipLog | None,
+                  val_index: pd.DataFrame, skipped_val: SkipLog | None) -> dict[str, Any]:
+    """What the run trains and validates on, for run.json: the training list, how many of its
+    clips were listed and used, the ids left out, a digest of the ids used; the same counts for the
+    validation set."""
+    train_list = dataset_config(params, dataset).train_list
+    used = [video for video, _ in train_cache.pairs]
+    listed = len(read_id_list(train_list))
+    val_listed = int(val_index.attrs.get("listed", len(val_index)))
+    return {
+        "train": {"list": str(train_list), "listed": listed, "used": len(used), "left_out": listed - len(used),
+                  "left_out_ids": sorted(skipped_train.ids) if skipped_train is not None else [],
+                  "used_sha256": hashlib.sha256("\n".join(used).encode()).hexdigest()},
+        "validation": {"listed": val_listed, "used": len(val_index), "left_out": val_listed - len(val_index),
+                       "left_out_ids": sorted(skipped_val.ids) if skipped_val is not None else []},
+    }
+
+
+def _write_coverage_files(out: Path, coverage: dict[str, Any], train_cache, skipped: dict[str, SkipLog | None]) -> None:
+    """For an incomplete run: the ids used (`train_list_used.txt`) and the skip logs, named in
+    `coverage` (which goes to run.json)."""
+    if coverage["train"]["left_out"]:
+        atomic_write_text(out / "train_list_used.txt", "".join(f"{video}\n" for video, _ in train_cache.pairs))
+        coverage["train"]["used_list"] = "train_list_used.txt"
+    for split, log in skipped.items():
+        if log is not None and len(log):
+            log.write_csv(out / f"skipped_{split}.csv")
+            coverage[split]["skip_log"] = f"skipped_{split}.csv"
+
+
 def _repair_best(out: Path, latest: dict[str, Any]) -> None:
     """Make best.pt hold the epoch `latest` records as best. A kill between writing latest.pt and
     best.pt leaves best.pt one best epoch behind; that epoch is then the latest one, whose weights
@@ -224,14 +266,27 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         raise ValueError(f"train.batch_size {cfg['batch_size']} is not divisible by {world} processes")
     seed_everything(seed)
 
+    allow_incomplete = bool(cfg.get("allow_incomplete", False))
+    skipped = {"train": SkipLog() if allow_incomplete else None,
+               "validation": SkipLog() if allow_incomplete else None}
     if rank == 0:  # rank 0 decodes the caches once; the others wait and open them
         out.mkdir(parents=True, exist_ok=True)
-        train_cache = train_split(params, dataset, progress=progress)
-        val_index, val_cache = validation_split(params, dataset, progress=progress)
+        try:
+            train_cache = train_split(params, dataset, skip=skipped["train"], progress=progress)
+            val_index, val_cache = validation_split(params, dataset, skip=skipped["validation"], progress=progress)
+        except IncompleteDataError as error:
+            raise error.with_hint("to train on the clips that exist and record the list used in run.json, "
+                                  "pass --allow-incomplete (or set train.allow_incomplete: true in the "
+                                  "profile)") from None
+        coverage = data_coverage(params, dataset, train_cache, skipped["train"], val_index, skipped["validation"])
+        used_before = latest.get("train_used_sha256") if latest is not None else None
+        if used_before is not None and used_before != coverage["train"]["used_sha256"]:
+            _refuse(out, f"was trained on another list of clips than the {coverage['train']['used']} of "
+                         f"{coverage['train']['listed']} found now (media added or removed since)")
     if world > 1:
         dist.barrier()
     if rank != 0:
-        train_cache = train_split(params, dataset)
+        train_cache = train_split(params, dataset, skip=SkipLog() if allow_incomplete else None)
     model = cls.for_training(params).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -292,7 +347,8 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
             # latest.pt first: a kill before best.pt is written is mended from it on resume (_repair_best)
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "epoch": epoch + 1, "history": history, "best": best, **binding,
-                               "world_size": world}, out / "latest.pt")
+                               "world_size": world, "train_used_sha256": coverage["train"]["used_sha256"]},
+                              out / "latest.pt")
             if improved:
                 atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
             atomic_write_text(out / "history.csv",
@@ -301,9 +357,10 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
             dist.barrier()
     # A finished run found again keeps its run.json: it records the parameters it was trained with.
     if rank == 0 and (start < cfg["epochs"] or not (out / "run.json").is_file()):
+        _write_coverage_files(out, coverage, train_cache, skipped)
         atomic_write_text(out / "run.json", json.dumps({
             "method": method, **binding, "params": params, "best": best,
-            "validation": val_index.attrs.get("files", {}),
+            "validation": val_index.attrs.get("files", {}), "data": coverage,
             "resampled_audio": train_cache.resampled + val_cache.resampled,  # input.resample_audio
             "world_size": latest["world_size"] if start == cfg["epochs"] else world,
             "device": str(dev), "environment": environment()}, indent=2, default=str) + "\n")

@@ -16,6 +16,25 @@ class DataError(ValueError):
     """A file or id of the benchmark data is missing, unreadable or malformed."""
 
 
+class IncompleteDataError(DataError):
+    """Listed samples whose media are missing or unreadable, in a split the caller wants complete.
+
+    Raised instead of a plain `DataError` where the way out is to allow an incomplete split (the
+    command-line `--allow-incomplete`), so that each command can name its own option:
+    `with_hint` returns the same error with that sentence appended.
+    """
+
+    def with_hint(self, hint: str) -> "IncompleteDataError":
+        return IncompleteDataError(f"{self}; {hint}")
+
+
+def describe_left_out(entries: "list[Skipped]", limit: int = 5) -> str:
+    """`id a (reason); id b (reason); ... (+n more)`: the first few samples of a skip record."""
+    shown = "; ".join(entry.reason if entry.id in entry.reason else f"id {entry.id}: {entry.reason}"
+                      for entry in entries[:limit])
+    return shown + (f"; ... (+{len(entries) - limit} more)" if len(entries) > limit else "")
+
+
 @dataclass(frozen=True)
 class Skipped:
     """One sample left out: its id, the file at fault (may be empty) and why."""
