@@ -444,3 +444,22 @@ def test_pr_curve_by_hand():
     # thresholds 0.9, 0.8, 0.1: TP 1, 1, 2; detected 1, 3, 4; FN 2, 1, 0
     np.testing.assert_allclose(recall, [1 / 3, 1 / 2, 1.0])
     np.testing.assert_allclose(precision, [1.0, 1 / 3, 1 / 2])
+
+
+def test_max_f1_operating_point_is_where_the_exact_max_f1_is_reached():
+    """A hand example (δ* and its counts), then random sets with ties: F1(δ*) is summarize's max-F1."""
+    u = np.array([0.9, 0.8, 0.1, 0.0, 0.3, 0.0])
+    d = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
+    c = np.array([True, True, True, False, True, False])
+    point = M.max_f1_operating_point(u, d, c)
+    # δ = 4: TP 2, FP 0, FN 2 -> F1 2/3; δ = 3: TP 2, FP 1, FN 1 -> 2/3 as well: the higher δ wins
+    # (δ = 5: 0.4; δ = 2 and 1: 4/7; δ = 0.5: 0.5)
+    assert point == pytest.approx({"threshold": 4.0, "f1": 2 / 3, "precision": 1.0, "recall": 0.5})
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(3, 40))
+        u, d, c = rng.random(n), np.round(rng.random(n), 1), rng.random(n) < 0.5
+        c[0] = True
+        point = M.max_f1_operating_point(u, d, c)
+        assert point["threshold"] in set(d)
+        assert point["f1"] == pytest.approx(M.summarize(u, d, c)["max_f1"], abs=1e-12)

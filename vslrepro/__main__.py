@@ -122,6 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "results/<profile>/skipped/; the results and tables say 'N of M' (default: the "
                         "profile's evaluate.allow_incomplete, else stop with an error naming the samples)")
 
+    p = sub.add_parser("localize", help="a method's map over your own clip, its confidence and the detection decision")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.pt/latest.pt of a run (its run.json gives method, dataset, profile) or a released "
+                        "checkpoint such as EZ-VSL's best.pth (then give --profile paper)")
+    p.add_argument("--method", help="default: the run's method, else ezvsl (e.g. ezvsl_ogl on an ezvsl run)")
+    _profile(p, default=None)
+    p.add_argument("--dataset", choices=["flickr", "vggss"], help="default: the run's (matters for OGL)")
+    p.add_argument("--video", help="a video file: its middle frame and its sound (decoded with PyAV)")
+    p.add_argument("--image", help="a frame (with --audio)")
+    p.add_argument("--audio", help="the sound (with --image): a WAV, or any file PyAV decodes")
+    p.add_argument("--out", required=True, help="the overlay PNG to write")
+    decision = p.add_mutually_exclusive_group()
+    decision.add_argument("--threshold", type=float, help="detection threshold on the method's confidence")
+    decision.add_argument("--evaluation",
+                          help="a per-sample CSV (or a results folder holding it): the threshold is its max-F1 "
+                               "operating point")
+    p.add_argument("--sample-rate", type=int,
+                   help="the rate the model expects (default: that of the profile's data; other rates are resampled)")
+    p.add_argument("--device")
+
     p = sub.add_parser("tables", help="Tables 1-4 and figures from the per-sample CSVs")
     _profile(p)
 
@@ -216,6 +236,13 @@ def _run(args: argparse.Namespace) -> int:
         path = stages.evaluate(args.profile, args.dataset, args.method, args.checkpoint, run=args.run,
                                out=args.out, device=args.device, allow_incomplete=args.allow_incomplete)
         print(f"per-sample results: {path}")
+        return 0
+    if args.command == "localize":
+        from vslrepro.localize import run as localize
+
+        localize(args.checkpoint, args.out, video=args.video, image=args.image, audio=args.audio,
+                 method=args.method, profile=args.profile, dataset=args.dataset, threshold=args.threshold,
+                 evaluation=args.evaluation, sample_rate=args.sample_rate, device=args.device)
         return 0
     if args.command == "tables":
         for name, path in stages.tables(args.profile).items():

@@ -138,3 +138,24 @@ def overlays(images: np.ndarray, maps: np.ndarray, gts: np.ndarray, titles: list
              path: str | Path) -> Path:
     """`overlay_figure` saved as a PNG at `path`."""
     return _save(overlay_figure(images, maps, gts, titles), path)
+
+
+def clip_overlay(frame: np.ndarray, heat: np.ndarray, title: str, path: str | Path) -> Path:
+    """One frame (H, W, 3) uint8 at its own size with a localization map (h, w) stretched over it.
+
+    The evaluation squashes the frame to a square (docs/data.md §5), so the square map covers the
+    whole frame: stretching it back keeps every cell over the pixels it was computed from. The map
+    is min–max scaled for display only.
+    """
+    height, width = frame.shape[:2]
+    span = float(heat.max() - heat.min())
+    shown = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    with _style(axes=False):
+        fig = _figure((4.0 * width / max(height, width) + 0.6, 4.0 * height / max(height, width) + 0.6))
+        ax = fig.subplots()
+        ax.imshow(frame, extent=(0, width, height, 0))
+        image = ax.imshow(shown, cmap="jet", alpha=0.45, extent=(0, width, height, 0))
+        fig.colorbar(image, ax=ax, shrink=0.8, label="map (min–max scaled)")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+        return _save(fig, path)

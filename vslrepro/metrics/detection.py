@@ -146,3 +146,32 @@ def pr_curve(ciou: Any, confidence: Any, positive: Any, *, iou_thr: float = 0.5)
     tp, detected, fn = tp[last], detected[last], fn[last]
     recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=(tp + fn) > 0)
     return recall, tp / detected
+
+
+def max_f1_operating_point(ciou: Any, confidence: Any, positive: Any, *, iou_thr: float = 0.5) -> dict[str, float]:
+    """The confidence threshold at which the exact sweep reaches its max-F1 (a detector's operating point).
+
+    The thresholds are the distinct confidences, as in `summarize(mode="exact")`; a sample counts as
+    detected when d ≥ δ. Among thresholds with the same (maximal) F1 the highest is returned: the
+    strictest detector that scores as well.
+
+    Returns:
+        {"threshold": δ*, "f1": F1(δ*) (= summarize's exact "max_f1"), "precision", "recall"}.
+
+    Raises:
+        ValueError: as `summarize` (empty input, no positives, non-finite confidence, ...).
+    """
+    u, d, c = _per_sample(ciou, confidence, positive)
+    order = np.argsort(-d, kind="stable")                     # high confidence first
+    hit = (c & (u >= iou_thr))[order]
+    last = np.r_[d[order][1:] != d[order][:-1], True]         # j ends a block of equal confidences
+    tp = np.cumsum(hit)[last]                                 # (K,) at threshold δ_k = d[order][last][k]
+    detected = np.arange(1, len(d) + 1)[last]
+    fn = (c.sum() - np.cumsum(c[order]))[last]
+    precision = tp / detected
+    recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=(tp + fn) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(tp)),
+                   where=(precision + recall) > 0)
+    best = int(np.argmax(f1))                                 # first maximum: the highest threshold
+    return {"threshold": float(d[order][last][best]), "f1": float(f1[best]),
+            "precision": float(precision[best]), "recall": float(recall[best])}
