@@ -13,7 +13,8 @@ from vslrepro.data.errors import DataError, SkipLog
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4)
 
 
-def _clip(root, clip, color, size=(80, 64)):
+def _clip(root, clip, color, size=(80, 64), rate=8000):
+    """One clip in the dataset layout: a JPEG frame (a colour or noise) and 1.5 s of a 440 Hz tone."""
     (root / "frames").mkdir(parents=True, exist_ok=True)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     if color == "noise":
@@ -21,8 +22,8 @@ def _clip(root, clip, color, size=(80, 64)):
         Image.fromarray(pixels).save(root / "frames" / f"{clip}.jpg", quality=95)
     else:
         Image.new("RGB", size, color).save(root / "frames" / f"{clip}.jpg", quality=95)
-    t = np.arange(12000) / 8000
-    soundfile.write(root / "audio" / f"{clip}.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 8000, subtype="PCM_16")
+    t = np.arange(int(1.5 * rate)) / rate
+    soundfile.write(root / "audio" / f"{clip}.wav", 0.3 * np.sin(2 * np.pi * 440 * t), rate, subtype="PCM_16")
 
 
 @pytest.fixture

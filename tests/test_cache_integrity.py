@@ -17,6 +17,7 @@ import soundfile
 import torch
 import yaml
 from PIL import Image
+from test_cache import _clip
 from test_evaluate import real_profile  # noqa: F401  (the smoke Flickr-like set as user data)
 
 from vslrepro import stages
@@ -28,19 +29,11 @@ from vslrepro.methods.checkpoints import load_weights_file
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4, sample_rate=8000)
 
 
-def _clip(root, clip, color, rate=8000):
-    (root / "frames").mkdir(parents=True, exist_ok=True)
-    (root / "audio").mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (64, 64), color).save(root / "frames" / f"{clip}.jpg", quality=95)
-    t = np.arange(int(1.5 * rate)) / rate
-    soundfile.write(root / "audio" / f"{clip}.wav", 0.3 * np.sin(2 * np.pi * 440 * t), rate, subtype="PCM_16")
-
-
 @pytest.fixture
 def media(tmp_path):
     root = tmp_path / "data"
     for i, color in enumerate(["red", "lime", "blue"]):
-        _clip(root, f"c{i}", color)
+        _clip(root, f"c{i}", color, size=(64, 64))
     return root
 
 
@@ -139,7 +132,7 @@ def test_the_key_follows_the_skip_mode_and_the_media_stamps(media):
 # ---------------------------------------------------------------------- sample rate
 
 def test_a_wav_at_another_rate_is_named_skipped_or_resampled_on_request(media, tmp_path):
-    _clip(media, "c1", "lime", rate=16000)
+    _clip(media, "c1", "lime", size=(64, 64), rate=16000)
     with pytest.raises(DataError, match=r"c1\.wav: sample rate 16000 Hz, expected 8000 Hz"):
         _build(media, tmp_path)
     skip = SkipLog()
