@@ -19,12 +19,13 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
-from vslrepro import metrics, stages
+from vslrepro import metrics
 from vslrepro.methods import method_class
 from vslrepro.methods.coarsetofine import (CoarsetoFine, alignment_loss, avc_loss, class_weights,
                                            classification_loss, from_original, kmeans)
 
 from methodkit import optimise, small_batch
+from test_train import assert_same_run
 
 K = 7
 
@@ -425,10 +426,4 @@ def test_sigkill_in_stage_two_then_resume_gives_the_same_results(tmp_path, smoke
     assert bool(saved["centres_fitted"])  # the boundary's centres are in the checkpoint
 
     subprocess.run(_train_cmd(profile, killed), check=True, capture_output=True)
-    straight = pd.read_csv(tmp_path / "straight" / "history.csv")
-    resumed = pd.read_csv(killed / "history.csv")
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), straight.drop(columns="seconds"))
-    a, b = (pd.read_csv(stages.evaluate(profile, None, None, "latest", run=run, out=tmp_path / f"{name}.csv",
-                                        progress=False))
-            for name, run in (("a", tmp_path / "straight"), ("b", killed)))
-    pd.testing.assert_frame_equal(a, b)
+    assert_same_run(profile, tmp_path / "straight", killed, tmp_path)

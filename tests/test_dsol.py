@@ -24,7 +24,7 @@ from vslrepro.methods.dsol import (DSOL, cluster_means, dilate_mask, kl_element_
                                    object_features, original_layout_state_dict, other_clips)
 
 from methodkit import optimise, small_batch
-from test_train import _evaluate_latest, _profile
+from test_train import _profile, assert_same_run
 
 
 # ---------------------------------------------------------------- plain re-implementations
@@ -464,9 +464,4 @@ def test_sigkill_in_stage_two_then_resume_gives_the_same_results(tmp_path, smoke
     assert checkpoint["epoch"] == 4 and int(checkpoint["model"]["stage"]) == 2, "not killed in stage 2's 2nd epoch"
 
     subprocess.run(_train_dsol(profile, killed), check=True, capture_output=True)
-    resumed = pd.read_csv(killed / "history.csv")
-    straight = pd.read_csv(tmp_path / "straight" / "history.csv")
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), straight.drop(columns="seconds"))
-    a = _evaluate_latest(profile, tmp_path / "straight", tmp_path / "a.csv")
-    b = _evaluate_latest(profile, killed, tmp_path / "b.csv")
-    pd.testing.assert_frame_equal(a, b)
+    assert_same_run(profile, tmp_path / "straight", killed, tmp_path)

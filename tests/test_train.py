@@ -64,6 +64,15 @@ def _evaluate_latest(profile, run, out):
     return pd.read_csv(stages.evaluate(profile, None, None, "latest", run=run, out=out, progress=False))
 
 
+def assert_same_run(profile, straight, resumed, tmp_path):
+    """An interrupted-then-resumed run equals the uninterrupted one: the same history (times aside)
+    and the same per-sample results of its LATEST checkpoint."""
+    pd.testing.assert_frame_equal(pd.read_csv(resumed / "history.csv").drop(columns="seconds"),
+                                  pd.read_csv(straight / "history.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(_evaluate_latest(profile, straight, tmp_path / "straight.csv"),
+                                  _evaluate_latest(profile, resumed, tmp_path / "resumed.csv"))
+
+
 def test_sigkill_mid_epoch_then_resume_gives_the_same_results(tmp_path, smoke_params):
     profile = _profile(tmp_path, smoke_params)
     subprocess.run(_train_cmd(profile, tmp_path / "straight"), check=True, capture_output=True)
@@ -84,12 +93,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_results(tmp_path, smoke_pa
     assert torch.load(killed / "latest.pt", weights_only=False)["epoch"] == len(interrupted)  # whole, readable
 
     subprocess.run(_train_cmd(profile, killed), check=True, capture_output=True)
-    resumed = pd.read_csv(killed / "history.csv")
-    straight = pd.read_csv(tmp_path / "straight" / "history.csv")
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), straight.drop(columns="seconds"))
-    a = _evaluate_latest(profile, tmp_path / "straight", tmp_path / "a.csv")
-    b = _evaluate_latest(profile, killed, tmp_path / "b.csv")
-    pd.testing.assert_frame_equal(a, b)
+    assert_same_run(profile, tmp_path / "straight", killed, tmp_path)
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path, smoke_params):
