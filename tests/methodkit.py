@@ -25,3 +25,17 @@ def optimise(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], *, ste
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def batch_organize(audio, posi_img, nega_img):
+    """The DMC/DSOL training scripts' `batch_organize` (location_dmc_stage_one.py, training_stage_*.py):
+    (audio i, own frame, 1) and (audio i, other frame, 0), interleaved."""
+    b = audio.shape[0]
+    audio2 = torch.zeros(2 * b, *audio.shape[1:])
+    image2 = torch.zeros(2 * b, *posi_img.shape[1:])
+    labels = torch.zeros(2 * b)
+    for i in range(b):
+        audio2[2 * i], audio2[2 * i + 1] = audio[i], audio[i]
+        image2[2 * i], image2[2 * i + 1] = posi_img[i], nega_img[i]
+        labels[2 * i] = 1
+    return audio2, image2, labels

@@ -13,7 +13,7 @@ from torchvision.models import resnet18
 from vslrepro.methods import method_class
 from vslrepro.methods.dmc import DMC, margin_loss, mismatched_indices, soft_kmeans
 
-from methodkit import optimise, small_batch
+from methodkit import batch_organize, optimise, small_batch
 
 
 # ---------------------------------------------------------------- plain re-implementations
@@ -58,19 +58,6 @@ class ClusterLayer(nn.Module):
             c = F.softmax(self.beta * b, dim=1)
             o = torch.bmm(c, u_vecs) / torch.sum(c, dim=2, keepdim=True)
         return o, c
-
-
-def batch_organize(audio, posi_img, nega_img):
-    """location_dmc_stage_one.py: (audio i, own frame, 1) and (audio i, other frame, 0), interleaved."""
-    b = audio.shape[0]
-    audio2 = torch.zeros(2 * b, *audio.shape[1:])
-    image2 = torch.zeros(2 * b, *posi_img.shape[1:])
-    labels = torch.zeros(2 * b)
-    for i in range(b):
-        audio2[2 * i], audio2[2 * i + 1] = audio[i], audio[i]
-        image2[2 * i], image2[2 * i + 1] = posi_img[i], nega_img[i]
-        labels[2 * i] = 1
-    return audio2, image2, labels
 
 
 def contrastive_loss(output: torch.Tensor, target: torch.Tensor, margin: float = 5.0) -> torch.Tensor:

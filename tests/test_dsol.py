@@ -23,7 +23,7 @@ from vslrepro.methods.checkpoints import load_state_dict_file
 from vslrepro.methods.dsol import (DSOL, cluster_means, dilate_mask, kl_element_mean, kmeans, negative_mosaics,
                                    object_features, original_layout_state_dict, other_clips)
 
-from methodkit import optimise, small_batch
+from methodkit import batch_organize, optimise, small_batch
 from test_train import _profile, assert_same_run
 
 
@@ -117,18 +117,6 @@ class OriginalStageTwo(OriginalStageOne):
             obj_mask = obj_mask * av_map_
         sounding_objects = torch.flatten(F.adaptive_avg_pool2d(obj_mask, 1), 1)
         return [posi_output, nega_output], av_map, self.a_class_layer(a_fea), sounding_objects, obj_mask
-
-
-def batch_organize(audio, posi_img, nega_img):
-    """(audio i, own image, 1) and (audio i, negative image, 0), interleaved (both training scripts)."""
-    b = audio.shape[0]
-    audio2, image2 = torch.zeros(2 * b, *audio.shape[1:]), torch.zeros(2 * b, *posi_img.shape[1:])
-    labels = torch.zeros(2 * b)
-    for i in range(b):
-        audio2[2 * i], audio2[2 * i + 1] = audio[i], audio[i]
-        image2[2 * i], image2[2 * i + 1] = posi_img[i], nega_img[i]
-        labels[2 * i] = 1
-    return audio2, image2, labels
 
 
 def kl_div_loss(log_q, p):

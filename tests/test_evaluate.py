@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from vslrepro import layout, stages
-from vslrepro.data.errors import DataError, IncompleteDataError
+from vslrepro.data.errors import IncompleteDataError
 from vslrepro.profiles import synthetic_root
 
 
