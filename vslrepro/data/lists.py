@@ -248,14 +248,25 @@ def read_vggsound_csv(path: str | Path) -> dict[str, str]:
     _require_file(path, "VGGSound listing")
     classes: dict[str, str] = {}
     for line, fields in _csv_rows(path):
-        if len(fields) < 3 or not fields[0] or not fields[2]:
-            raise DataError(f"{path}: line {line} needs youtube_id,start_seconds,label, got {','.join(fields)!r}")
-        try:
-            start = int(float(fields[1]))
-        except ValueError:
-            raise DataError(f"{path}: line {line}: start_seconds {fields[1]!r} is not a number") from None
-        _add_class(classes, f"{fields[0]}_{start:06d}", fields[2], path, line)
+        clip = _vggsound_clip_id(path, line, fields, ("youtube_id", "start_seconds", "label"))
+        _add_class(classes, clip, fields[2], path, line)
     return classes
+
+
+def _vggsound_clip_id(path: Path, line: int, fields: list[str], columns: tuple[str, ...]) -> str:
+    """The VGG-SS id f"{youtube_id}_{int(start):06d}" of one row of VGGSound's listing, after checking
+    that the row has the `columns` it is read for, the first and last of them non-empty.
+
+    Raises:
+        DataError: naming the file and line, for a short row or a non-numeric start.
+    """
+    if len(fields) < len(columns) or not fields[0] or not fields[len(columns) - 1]:
+        raise DataError(f"{path}: line {line} needs {','.join(columns)}, got {','.join(fields)!r}")
+    try:
+        start = int(float(fields[1]))
+    except ValueError:
+        raise DataError(f"{path}: line {line}: start_seconds {fields[1]!r} is not a number") from None
+    return f"{fields[0]}_{start:06d}"
 
 
 def read_vggsound_split(path: str | Path, split: str = "test") -> list[str]:
@@ -276,14 +287,9 @@ def read_vggsound_split(path: str | Path, split: str = "test") -> list[str]:
     _require_file(path, "VGGSound listing")
     ids = []
     for line, fields in _csv_rows(path):
-        if len(fields) < 4 or not fields[0] or not fields[3]:
-            raise DataError(f"{path}: line {line} needs youtube_id,start_seconds,label,split, got {','.join(fields)!r}")
-        try:
-            start = int(float(fields[1]))
-        except ValueError:
-            raise DataError(f"{path}: line {line}: start_seconds {fields[1]!r} is not a number") from None
+        clip = _vggsound_clip_id(path, line, fields, ("youtube_id", "start_seconds", "label", "split"))
         if fields[3] == split:
-            ids.append(f"{fields[0]}_{start:06d}")
+            ids.append(clip)
     return ids
 
 
