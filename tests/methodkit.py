@@ -13,6 +13,17 @@ def small_batch(b: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(b, 3, 56, 56, generator=g), torch.randn(b, 1, 65, 64, generator=g)
 
 
+def randomize_batchnorm_(model: torch.nn.Module, mean: float = 0.2) -> torch.nn.Module:
+    """Give every BatchNorm2d non-trivial running statistics (means in ±`mean`, variances in
+    [0.5, 1.5], from torch's global RNG), so that eval-mode outputs depend on them and a checkpoint
+    that lost them would show. Returns the same model."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-mean, mean)
+            module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
 def optimise(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], *, steps: int = 30,
              lr: float = 1e-3) -> list[float]:
     """`steps` Adam steps on `loss_of()` over `model`'s parameters; the loss before each step."""

@@ -1,4 +1,5 @@
-"""Boxes, ground-truth maps and size buckets (vslrepro.data.annotations), on files in the real formats."""
+"""Boxes, ground-truth maps and size buckets (vslrepro.data.formats.boxes; the Flickr-SoundNet and
+VGG-SS readers of vslrepro.data.datasets), on files in the real formats."""
 
 from __future__ import annotations
 
@@ -7,18 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from vslrepro.data.annotations import (
-    SIZE_EDGES,
-    VGGSSEntry,
-    consensus_map,
-    gt_map,
-    read_flickr_boxes,
-    read_vggss_json,
-    size_bucket,
-    size_buckets,
-    union_map,
-)
+from vslrepro.data.datasets import dataset_class
+from vslrepro.data.datasets.flickr import read_boxes as read_flickr_boxes
+from vslrepro.data.datasets.vggss import Entry as VGGSSEntry
+from vslrepro.data.datasets.vggss import read_annotations as read_vggss_json
 from vslrepro.data.errors import DataError
+from vslrepro.data.formats.boxes import SIZE_EDGES, consensus_map, size_bucket, size_buckets, union_map
+
+
+def gt_map(dataset: str, boxes) -> np.ndarray:
+    """The ground truth of `dataset`'s convention (consensus for Flickr, union for VGG-SS)."""
+    return dataset_class(dataset).gt_map(boxes)
 
 
 def write_flickr_xml(path, boxes_256, extra: str = "") -> None:

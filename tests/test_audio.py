@@ -1,4 +1,4 @@
-"""WAV loading, the official crop/tile rule and the log-spectrogram (vslrepro.data.audio).
+"""WAV loading, the official crop/tile rule and the log-spectrogram (vslrepro.data.formats.audio).
 
 The spectrogram is checked against a plain SciPy reference (the official code's own call)."""
 
@@ -10,7 +10,7 @@ import soundfile
 import torch
 from scipy import signal
 
-from vslrepro.data.audio import (
+from vslrepro.data.formats.audio import (
     crop_or_tile,
     load_audio,
     log_spectrogram,

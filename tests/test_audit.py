@@ -1,5 +1,5 @@
-"""`python -m vslrepro data audit` (vslrepro.data.audit) and the id spellings it normalizes
-(vslrepro.data.ids): planted overlaps, some spelled in the other convention, must be found, and the
+"""`python -m vslrepro data audit` (vslrepro.commands.audit) and the id spellings it normalizes
+(vslrepro.data.formats.ids): planted overlaps, some spelled in the other convention, must be found, and the
 cleaned list must leave out exactly them."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 import pytest
 
 from vslrepro.__main__ import main
-from vslrepro.data.audit import audit_list, evaluation_clips
-from vslrepro.data.ids import clip_key, to_vggss_id
+from vslrepro.commands.audit import audit_list, evaluation_clips
+from vslrepro.data.formats.ids import clip_key, to_vggss_id
 
 
 @pytest.mark.parametrize("spelling, key", [
@@ -22,8 +22,8 @@ from vslrepro.data.ids import clip_key, to_vggss_id
     ("Ab_12345678_000030", ("youtube", "Ab_12345678", 30000)),  # ms reading would end before it starts
     ("abcdefghijk_100000_110000", ("youtube", "abcdefghijk", 100000)),  # the 11-character id wins
     ("abcdefghi_1_000030", ("youtube", "abcdefghi_1", 30000)),  # ... in both directions
-    ("10000130166", ("flickr", 10000130166)),
-    ("10000130166.jpg", ("flickr", 10000130166)),
+    ("10000130166", ("number", 10000130166)),
+    ("10000130166.jpg", ("number", 10000130166)),
     ("not-a-clip", ("raw", "not-a-clip")),
 ])
 def test_clip_key(spelling, key):

@@ -10,9 +10,11 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
 from vslrepro.data.errors import DataError
-from vslrepro.methods import backbones
-from vslrepro.methods.backbones import (SmallAudioEncoder, SmallImageEncoder, build_backbones,
+from vslrepro.methods import _backbones as backbones
+from vslrepro.methods._backbones import (SmallAudioEncoder, SmallImageEncoder, build_backbones,
                                         official_init_, resnet18_audio, resnet18_image)
+
+from methodkit import randomize_batchnorm_
 
 
 def test_resnet18_image_shape_and_keys_match_torchvision_without_fc():
@@ -28,10 +30,7 @@ def test_resnet18_image_shape_and_keys_match_torchvision_without_fc():
 def test_resnet18_image_loads_torchvision_state_dict_file(tmp_path):
     torch.manual_seed(1)
     reference = resnet18()
-    for m in reference.modules():  # non-trivial BN statistics, so eval-mode outputs depend on them
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(reference, mean=0.5)  # non-trivial BN statistics
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)  # a full classifier state_dict, fc.* included
     trunk = resnet18_image(path).eval()

@@ -6,8 +6,8 @@ import soundfile
 import torch
 from PIL import Image
 
-from vslrepro.data import images as geometry
-from vslrepro.data.cache import AudioParams, CachedPairs, TensorCache, build_cache, load_cache
+from vslrepro.data.formats import images as geometry
+from vslrepro.data.caches import AudioParams, CachedPairs, TensorCache, build_cache, load_cache
 from vslrepro.data.errors import DataError, SkipLog
 
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4)

@@ -22,9 +22,9 @@ from test_evaluate import real_profile  # noqa: F401  (the smoke Flickr-like set
 
 from vslrepro import stages
 from vslrepro.atomic import exclusive
-from vslrepro.data.cache import AudioParams, build_cache, cache_key, load_cache
+from vslrepro.data.caches import AudioParams, build_cache, cache_key, load_cache
 from vslrepro.data.errors import DataError, SkipLog
-from vslrepro.methods.checkpoints import load_weights_file
+from vslrepro.methods import load_weights_file
 
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4, sample_rate=8000)
 
@@ -184,7 +184,7 @@ def test_a_truncated_checkpoint_is_named_with_its_way_out(tmp_path):
 BUILD = """
 import sys
 from pathlib import Path
-from vslrepro.data.cache import AudioParams, build_cache
+from vslrepro.data.caches import AudioParams, build_cache
 cache = build_cache(Path(sys.argv[1]), [(f"c{i}", f"c{i}") for i in range(3)], Path(sys.argv[2]), mode="test",
                     size=32, audio=AudioParams(duration=1.0, nperseg=128, noverlap=4, sample_rate=8000))
 print(cache.folder)

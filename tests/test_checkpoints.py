@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
+from vslrepro.factory import training_model
 from vslrepro import metrics, stages
 from vslrepro.data.errors import DataError
 from vslrepro.data import splits
-from vslrepro.data.cache import TensorCache
+from vslrepro.data.caches import TensorCache
 from vslrepro.evaluate import score_samples
-from vslrepro.methods.base import unit_scale
-from vslrepro.methods.base import LocalizationMethod
-from vslrepro.methods.checkpoints import load_weights_file
+from vslrepro.methods import unit_scale
+from vslrepro.methods import LocalizationMethod
+from vslrepro.methods import load_weights_file
 from vslrepro.methods.ezvsl import EZVSL, load_official_checkpoint
 
 
@@ -62,7 +63,7 @@ def test_an_official_resnet18_checkpoint_pickled_under_numpy1_loads(tmp_path):
 def test_evaluate_accepts_an_official_checkpoint_file(tmp_path, monkeypatch, smoke_params):
     monkeypatch.setenv("VSLREPRO_RESULTS", str(tmp_path / "results"))
     torch.manual_seed(1)
-    model = EZVSL.for_training(smoke_params)
+    model = training_model(smoke_params, "ezvsl")
     released = tmp_path / "release" / "best.pth"
     released.parent.mkdir()
     save_like_numpy1(official_checkpoint(model), released)
@@ -95,7 +96,7 @@ def test_absolute_binarization_uses_the_method_scale(smoke_params):
     cache = TensorCache(full.images[:40], full.specs[:40], full.pairs[:40], full.folder)
     method = ShiftedMaps()
     scored = score_samples(method, index, cache, "flickr", image_size=56, binarize="absolute", pred_thr=0.5)
-    from vslrepro.data.images import normalize_images
+    from vslrepro.data.formats.images import normalize_images
     from vslrepro.data.testsets import gt_maps
     images = normalize_images(torch.from_numpy(cache.images[:40].copy()))
     maps = method.localize(images, torch.from_numpy(cache.specs[:40].copy())).maps

@@ -19,12 +19,15 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
+from vslrepro.config import ProfileError
+from vslrepro.factory import arguments, training_model
+from vslrepro.profiles import load_profile
 from vslrepro import metrics
 from vslrepro.methods import method_class
 from vslrepro.methods.coarsetofine import (CoarsetoFine, alignment_loss, avc_loss, class_weights,
                                            classification_loss, from_original, kmeans)
 
-from methodkit import optimise, small_batch
+from methodkit import optimise, randomize_batchnorm_, small_batch
 from test_train import assert_same_run
 
 K = 7
@@ -138,10 +141,7 @@ def original_test_map(model, spec, img, size):
 def original():
     torch.manual_seed(5)
     model = OriginalModel()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(model)  # non-trivial BN statistics
     return model.eval()
 
 
@@ -371,25 +371,30 @@ def test_kmeans_finds_separated_clusters_deterministically():
 def test_constructor_config_and_converter():
     for bad, match in ((dict(classes=0), "classes"), (dict(stage_one_epochs=-1), "stage_one_epochs"),
                        (dict(margin=0), "margin"), (dict(threshold=1.0), "threshold"),
-                       (dict(double_sigmoid=1), "double_sigmoid"), (dict(kmeans_seed=-1), "kmeans_seed"),
+                       (dict(double_sigmoid=1), "double_sigmoid"), (dict(seed=-1), "seed"),
                        (dict(layer4_stride=3), "layer4_stride"), (dict(backbone="vgg"), "unknown backbone")):
         with pytest.raises(ValueError, match=match):
             CoarsetoFine(**bad)
     assert method_class("coarsetofine") is CoarsetoFine and CoarsetoFine.display_name == "CoarsetoFine"
-    params = {"model": {"backbone": "small", "dim": 64}, "methods": {"coarsetofine": {"classes": 4}}}
-    assert CoarsetoFine.config(params) == {"backbone": "small", "classes": 4}
-    model = CoarsetoFine.build(**CoarsetoFine.config(params))
+    params = {"seed": 0, "model": {"backbone": "small", "dim": 64}, "methods": {"coarsetofine": {"classes": 4}}}
+    assert arguments(params, "coarsetofine") == {"backbone": "small", "seed": 0, "classes": 4}
+    model = CoarsetoFine.build(**arguments(params, "coarsetofine"))
     assert {k.split(".")[0] for k in model.state_dict()} == {
         "imgnet", "audnet", "avc", "class_a", "class_v", "project_a", "project_v", "labeller_imgnet",
         "labeller_audnet", "centres", "centres_fitted"}
     assert from_original(model.state_dict()).keys() == model.state_dict().keys()  # ours: unchanged
 
 
-def test_for_training_refuses_a_schedule_without_stage_two(smoke_params):
+def test_a_schedule_without_stage_two_is_refused(smoke_params, tmp_path):
     everything = {"stage_one_epochs": smoke_params["train"]["epochs"]}
     params = {**smoke_params, "methods": {"coarsetofine": everything}}
     with pytest.raises(ValueError, match="stage 2 never runs"):
-        CoarsetoFine.for_training(params)
+        training_model(params, "coarsetofine")
+    profile = tmp_path / "c2f.yaml"  # refused when the profile loads, before any stage runs
+    profile.write_text(yaml.safe_dump({**params, "profile": "c2f-schedule"}))
+    with pytest.raises(ProfileError, match=r"methods\.coarsetofine: stage_one_epochs \(4\) must be smaller than "
+                                           r"train\.epochs \(4\)"):
+        load_profile(profile)
 
 
 # ---------------------------------------------------------------- an exact resume inside stage 2

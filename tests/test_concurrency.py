@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from vslrepro.atomic import exclusive
-from vslrepro.data.synth import generate
+from vslrepro.data.synthetic import generate
 from vslrepro.objectprior import load_or_pretrain
 
-GENERATE = "from vslrepro.data.synth import generate; import sys; generate(sys.argv[1], scale='smoke', seed=0)"
+GENERATE = "from vslrepro.data.synthetic import generate; import sys; generate(sys.argv[1], scale='smoke', seed=0)"
 
 
 def _tree_hash(root: Path) -> str:

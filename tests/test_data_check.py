@@ -1,4 +1,4 @@
-"""`python -m vslrepro data check` (vslrepro.data.check) on copies written in the real formats, with
+"""`python -m vslrepro data check` (vslrepro.commands.check) on copies written in the real formats, with
 planted defects: each must be named in the JSON report, and the exit status must follow the
 coverage rule (incomplete test split -> 1, unless the user accepts a threshold)."""
 
@@ -12,7 +12,7 @@ import soundfile
 from PIL import Image
 
 from vslrepro.__main__ import main
-from vslrepro.data.check import check_splits, dataset_specs
+from vslrepro.commands.check import check_splits, dataset_specs
 from test_testsets import write_xml  # a Flickr-SoundNet annotation file in the real format
 
 RATE = 16000

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from vslrepro.factory import arguments
 from vslrepro.methods import method_class
 from vslrepro.methods.dmc import DMC, margin_loss, mismatched_indices, soft_kmeans
 
-from methodkit import batch_organize, optimise, small_batch
+from methodkit import batch_organize, randomize_batchnorm_, small_batch
 
 
 # ---------------------------------------------------------------- plain re-implementations
@@ -173,11 +174,7 @@ def test_shapes_maps_and_confidences():
         maps, confidence = model.localize(image, spec)
     assert raw.shape == (4, 7, 7) and torch.equal(raw, assign) and d.shape == (4,)
     assert ((raw >= 0) & (raw <= 1)).all()
-    assert maps.shape == (4, 224, 224) and maps.dtype == torch.float32 and torch.isfinite(maps).all()
-    expected = F.interpolate(raw[:, None], size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
-    assert torch.allclose(maps, expected)
-    assert set(confidence) >= {"max", "topk_mean"}
-    assert all(c.shape == (4,) and c.dtype == torch.float32 for c in confidence.values())
+    assert (model.upsample_mode, model.align_corners) == ("bilinear", False)
     evidence = maps * torch.sigmoid(model.margin - d)[:, None, None]  # σ(margin − d)·A on (0, 1)
     assert torch.allclose(confidence["max"], evidence.flatten(1).amax(1))
     top = evidence.flatten(1).sort(dim=1, descending=True).values[:, : 224 * 224 // 4]
@@ -185,22 +182,16 @@ def test_shapes_maps_and_confidences():
     assert confidence["max"].std() > 1e-4 and confidence["topk_mean"].std() > 1e-4
 
 
-def test_gradients_reach_both_encoders_and_heads():
+def test_gradients_reach_the_heads():
     torch.manual_seed(0)
     model = DMC(backbone="small")
     model(*small_batch(4)).backward()
     grads = {name: p.grad for name, p in model.named_parameters()}
-    for prefix in ("imgnet.", "audnet.", "fc_v_1.", "fc_a_1."):
+    for prefix in ("fc_v_1.", "fc_a_1."):  # the heads (the encoders: tests/test_method_contract.py)
         assert any(g is not None and g.abs().sum() > 0
                    for n, g in grads.items() if n.startswith(prefix)), prefix
 
 
-def test_loss_falls_on_a_fixed_batch():
-    torch.manual_seed(0)
-    model = DMC(backbone="small")
-    image, spec = small_batch(8)
-    losses = optimise(model, lambda: model(image, spec))
-    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
 
 
 def test_constructor_and_config_validation():
@@ -211,8 +202,8 @@ def test_constructor_and_config_validation():
             DMC(**bad)
     assert method_class("dmc") is DMC and DMC.display_name == "DMC"
     params = {"model": {"backbone": "small", "dim": 64}, "methods": {"dmc": {"margin": 3.0}}}
-    assert DMC.config(params) == {"backbone": "small", "dim": 64, "margin": 3.0}
-    model = DMC.build(**DMC.config(params))
+    assert arguments(params, "dmc") == {"backbone": "small", "dim": 64, "margin": 3.0}
+    model = DMC.build(**arguments(params, "dmc"))
     assert model.fc_v_1.out_features == 64 and model.margin == 3.0
     assert {k.split(".")[0] for k in model.state_dict()} == {"imgnet", "audnet", "fc_v_1", "fc_a_1"}
 
@@ -223,10 +214,7 @@ def test_constructor_and_config_validation():
 def original_checkpoint(tmp_path):
     torch.manual_seed(5)
     original = OriginalDMC()
-    for m in original.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(original)  # non-trivial BN statistics
     path = tmp_path / "dmc_stage_one.pth"
     torch.save(original.state_dict(), path)  # the training script saves a bare state_dict
     return original.eval(), path

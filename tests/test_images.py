@@ -1,4 +1,4 @@
-"""Frame loading and the image geometry (vslrepro.data.images) against the official torchvision transforms."""
+"""Frame loading and the image geometry (vslrepro.data.formats.images) against the official torchvision transforms."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from vslrepro.data import images
+from vslrepro.data.formats import images
 from vslrepro.data.errors import DataError
 
 

@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from vslrepro import localize, metrics, stages
+from vslrepro.factory import arguments
+from vslrepro.commands import localize
+from vslrepro import metrics, stages
 from vslrepro.__main__ import main
-from vslrepro.data.audio import read_wav, spectrogram_shape
+from vslrepro.data.formats.audio import read_wav, spectrogram_shape
 from vslrepro.data.errors import DataError
 from vslrepro.methods.ezvsl import EZVSL
-from vslrepro.profiles import synthetic_root
+from vslrepro.data.datasets import synthetic_root
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,7 +31,7 @@ def run_checkpoint(tmp_path_factory, smoke_params):
     """A randomly initialised EZ-VSL saved the way a run saves it: latest.pt and a run.json beside it."""
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    model = EZVSL.build(**EZVSL.config(smoke_params))
+    model = EZVSL.build(**arguments(smoke_params, "ezvsl"))
     torch.save({"model": model.state_dict(), "epoch": 1}, folder / "latest.pt")
     (folder / "run.json").write_text(json.dumps({"method": "ezvsl", "dataset": "flickr", "params": smoke_params}))
     return folder / "latest.pt"
@@ -154,7 +156,7 @@ def test_bad_checkpoints_and_files_fail_naming_them(smoke_params, run_checkpoint
     shutil.copy(run_checkpoint.parent / "run.json", garbage.parent / "run.json")
     assert main([*base, "--checkpoint", str(garbage), *clip]) == 2
     assert f"cannot read weights file {garbage}" in capsys.readouterr().err
-    other = EZVSL.build(**{**EZVSL.config(smoke_params), "dim": 32})  # another embedding size
+    other = EZVSL.build(**{**arguments(smoke_params, "ezvsl"), "dim": 32})  # another embedding size
     wrong = garbage.parent / "wrong.pt"
     torch.save({"model": other.state_dict()}, wrong)
     assert main([*base, "--checkpoint", str(wrong), *clip]) == 2

@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vslrepro.factory import arguments, evaluation_model
 from vslrepro.data.errors import DataError
 from vslrepro.methods.lvs import (LVS, background_responses, foreground_responses, lvs_logits, lvs_loss,
                                   original_layout_state_dict, response_maps)
 
-from methodkit import optimise, small_batch
+from methodkit import randomize_batchnorm_, small_batch
 
 
 def nonnegative_features(n: int, c: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +91,7 @@ def test_diagonal_is_suppressed_as_in_the_original():
     assert (logits[:, 1:-1].diagonal() < -100).all()  # non-negative cosines: out of the softmax
 
 
-def test_model_shapes_features_and_gradients():
+def test_features_are_unit_vectors_on_the_14x14_grid():
     torch.manual_seed(0)
     model = LVS(backbone="small")
     image, spec = small_batch(4)
@@ -98,21 +99,9 @@ def test_model_shapes_features_and_gradients():
     assert v.shape == (4, 128, 14, 14) and a.shape == (4, 128)
     assert torch.allclose(v.norm(dim=1), torch.ones(4, 14, 14), atol=1e-5)
     assert torch.allclose(a.norm(dim=1), torch.ones(4), atol=1e-5)
-    loss = model(image, spec)
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    loss.backward()
-    for prefix in ("imgnet.", "audnet."):
-        grads = [p.grad for k, p in model.named_parameters() if k.startswith(prefix) and p.grad is not None]
-        assert grads and any(g.abs().sum() > 0 for g in grads), prefix
     assert LVS(backbone="small", layer4_stride=2).image_features(image).shape == (4, 128, 7, 7)
 
 
-def test_loss_decreases_on_a_fixed_batch():
-    torch.manual_seed(0)
-    model = LVS(backbone="small")
-    image, spec = small_batch(8)
-    losses = optimise(model, lambda: model(image, spec))
-    assert losses[-1] < 0.5 * losses[0], losses
 
 
 def opencv_inter_linear(a: np.ndarray, size: int) -> np.ndarray:
@@ -156,7 +145,7 @@ def test_localize_shapes_upsampling_and_confidences():
 
 def test_config_and_argument_errors():
     params = {"model": {"backbone": "small", "dim": 128}, "methods": {"lvs": {"layer4_stride": 2}}}
-    assert LVS.config(params) == {"backbone": "small", "layer4_stride": 2}
+    assert arguments(params, "lvs") == {"backbone": "small", "layer4_stride": 2}
     with pytest.raises(ValueError, match="epsilon_neg <= epsilon_pos"):
         LVS(epsilon_pos=0.3, epsilon_neg=0.4)
     with pytest.raises(ValueError, match="mask_tau must be positive"):
@@ -245,10 +234,7 @@ class OriginalAVENet(nn.Module):
 def original_checkpoint(tmp_path):
     torch.manual_seed(5)
     original = OriginalAVENet()
-    for m in original.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(original)  # non-trivial BN statistics
     path = tmp_path / "lvs_flickr.pth.tar"
     # test.py: checkpoint["model_state_dict"] of an nn.DataParallel model ("module." keys)
     torch.save({"epoch": 10, "model_state_dict": {f"module.{k}": v for k, v in original.state_dict().items()},
@@ -259,7 +245,7 @@ def original_checkpoint(tmp_path):
 def test_original_checkpoint_loads_and_gives_identical_maps(tmp_path):
     original, path = original_checkpoint(tmp_path)
     params = {"model": {"backbone": "resnet18", "dim": 512}, "methods": {"lvs": {}}}
-    ours = LVS.for_evaluation(params, "flickr", path)  # what `evaluate --checkpoint FILE` does
+    ours = evaluation_model(params, "flickr", "lvs", path)  # what `evaluate --checkpoint FILE` does
     g = torch.Generator().manual_seed(0)
     image, spec = torch.randn(2, 3, 224, 224, generator=g), torch.randn(2, 1, 257, 160, generator=g)
     with torch.no_grad():

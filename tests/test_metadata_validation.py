@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 
 from vslrepro.data import DataError, extended_testset, positives_index
-from vslrepro.data.annotations import read_flickr_boxes, read_vggss_json
-from vslrepro.data.lists import (
-    FLICKR_249_MISSING_ID,
-    read_csv_ids,
-    read_extended_csv,
-    read_flickr_test_ids,
-    read_id_list,
-)
+from vslrepro.data.datasets.flickr import MISSING_FROM_249 as FLICKR_249_MISSING_ID
+from vslrepro.data.datasets.flickr import read_boxes as read_flickr_boxes
+from vslrepro.data.datasets.flickr import read_test_ids as read_flickr_test_ids
+from vslrepro.data.datasets.vggss import read_annotations as read_vggss_json
+from vslrepro.data.formats.lists import read_csv_ids, read_extended_csv, read_id_list
 
 from test_testsets import write_xml  # a Flickr-SoundNet annotation file in the real format
 
@@ -77,8 +74,8 @@ def test_empty_vggss_test_list_is_an_error(vggss_root):
 def test_flickr_list_without_ids_is_an_error(flickr_root):
     """The 249 variant of a list that only holds the dropped id leaves no positive."""
     (flickr_root / "metadata" / "flickr_test.csv").write_bytes(f"{FLICKR_249_MISSING_ID},3\r\n".encode())
-    with pytest.raises(DataError, match=r"flickr_test\.csv: no positives: the test list \(Flickr list 249\)"):
-        positives_index("flickr", flickr_root, flickr_list="249")
+    with pytest.raises(DataError, match=r"flickr_test\.csv: no positives: the test list \(Flickr-SoundNet list 249\)"):
+        positives_index("flickr", flickr_root, variant="249")
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -14,8 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vslrepro import factory
+from vslrepro.data.formats.images import normalize_images
+from vslrepro.data.splits import validation_split
+from vslrepro.factory import training_model
 from vslrepro.methods import build_method, method_class
-from vslrepro.methods.backbones import SmallImageEncoder
+from vslrepro.methods._backbones import SmallImageEncoder
 from vslrepro.methods.ezvsl import EZVSL
 from vslrepro.methods.ogl import (EZVSLOGL, EZVSLOGLSLAVC, IMAGENET_OBJ_BOUNDS, ObjectGuidedLocalization,
                                   object_map_quantile)
@@ -212,6 +216,7 @@ def test_shapes_and_confidences_vary_across_samples():
     image, spec = small_batch(6, seed=4)
     for cls in (EZVSLOGL, EZVSLOGLSLAVC):
         ogl = cls(av, prior).eval()
+        ogl.calibrate(image)  # the SLAVC variant's objectness bound on the small backbone (a no-op for the other)
         with torch.no_grad():
             maps, confidence = ogl.localize(image, spec)
             raw = ogl.raw_maps(image, spec)
@@ -236,7 +241,7 @@ def test_registry_names_and_attributes():
         assert cls.run_method() == "ezvsl" and cls.checkpoints() == ("best", "latest")
         assert cls(*tiny_models()).alpha == alpha
         with pytest.raises(TypeError, match="not trained on its own.*ezvsl"):
-            cls.for_training({"model": {"backbone": "small", "dim": 128}})
+            training_model({"model": {"backbone": "small", "dim": 128}}, name)
 
 
 def test_object_backbone_is_frozen_and_stays_in_eval(tmp_path):
@@ -246,6 +251,7 @@ def test_object_backbone_is_frozen_and_stays_in_eval(tmp_path):
     image, spec = small_batch(3)
     for name in ("ezvsl_ogl", "ezvsl_ogl_slavc"):
         ogl = build_method(name, backbone="small", object_weights=path)
+        ogl.calibrate(image)
         ogl.train()
         assert ogl.av_model.training and not ogl.object_backbone.training
         assert not any(p.requires_grad for p in ogl.object_backbone.parameters())
@@ -296,10 +302,7 @@ class FakeCache:
         self.images = images
 
 
-def test_for_evaluation_on_a_small_profile(tmp_path, monkeypatch):
-    import vslrepro.data.splits
-    import vslrepro.pretrained
-
+def test_evaluation_model_on_a_small_profile(tmp_path, monkeypatch):
     _, prior = tiny_models(seed=5)
     av = EZVSL(backbone="small", tau=0.05).eval()
     weights, prior_path = tmp_path / "best.pt", tmp_path / "prior.pt"
@@ -312,53 +315,59 @@ def test_for_evaluation_on_a_small_profile(tmp_path, monkeypatch):
         calls.append(dataset)
         return None, FakeCache(frames)
 
-    monkeypatch.setattr(vslrepro.pretrained, "image_weights", lambda params: prior_path)
-    monkeypatch.setattr(vslrepro.data.splits, "validation_split", fake_split)
+    monkeypatch.setattr(factory, "image_weights", lambda params: prior_path)
+    monkeypatch.setattr(factory, "validation_split", fake_split)
+    monkeypatch.setattr(factory, "run_dataset", lambda params, dataset: dataset)
     image, spec = small_batch(2)
 
-    plain = EZVSLOGL.for_evaluation(SMALL_PROFILE, "flickr", weights)
+    plain = factory.evaluation_model(SMALL_PROFILE, "flickr", "ezvsl_ogl", weights)
     assert calls == []  # per-sample min–max: no bounds to calibrate
-    slavc = EZVSLOGLSLAVC.for_evaluation(SMALL_PROFILE, "vggss", weights)
+    slavc = factory.evaluation_model(SMALL_PROFILE, "vggss", "ezvsl_ogl_slavc", weights)
     assert calls == ["vggss"]
-    from vslrepro.data.images import normalize_images
     expected = object_map_quantile(prior, normalize_images(torch.from_numpy(frames[:512])), q=0.99)
     assert slavc.obj_bounds == (0.0, pytest.approx(expected, rel=1e-6))  # first 512 of 600 frames
     for ogl, alpha in ((plain, 0.3), (slavc, 0.8)):
         assert not ogl.training and not ogl.object_backbone.training and ogl.alpha == alpha
-        assert ogl.av_model.tau == 0.05 and ogl.av_model.dim == 128
+        assert ogl.av_model.tau == 0.05 and ogl.av_model.dim == 128  # EZ-VSL's tau, the profile's dim
         with torch.no_grad():
             assert torch.equal(ogl.av_map(image, spec), av.raw_maps(image, spec))
             assert torch.equal(ogl.object_map(image), prior(image).abs().mean(1))
             assert ogl.localize(image, spec).maps.shape == (2, SIZE, SIZE)
     with pytest.raises(ValueError, match="needs a checkpoint"):
-        EZVSLOGL.for_evaluation(SMALL_PROFILE, "flickr", None)
+        factory.evaluation_model(SMALL_PROFILE, "flickr", "ezvsl_ogl", None)
     # bounds given by the profile are used as they are
     fixed = {**SMALL_PROFILE, "methods": {**SMALL_PROFILE["methods"],
                                           "ezvsl_ogl_slavc": {"alpha": 0.9, "obj_bounds": [0.0, 3.0]}}}
-    assert EZVSLOGLSLAVC.for_evaluation(fixed, "flickr", weights).obj_bounds == (0.0, 3.0)
+    assert factory.evaluation_model(fixed, "flickr", "ezvsl_ogl_slavc", weights).obj_bounds == (0.0, 3.0)
     assert calls == ["vggss"]
 
 
-def test_imagenet_bounds_for_resnet18():
-    params = {"model": {"backbone": "resnet18", "dim": 512}, "methods": {}}
-    assert EZVSLOGLSLAVC.evaluation_parts(params, "flickr", nn.Identity(), {}) == {"obj_bounds": (0.0, 2.5)}
-    assert EZVSLOGL.evaluation_parts(params, "flickr", nn.Identity(), {}) == {}
+def test_imagenet_bounds_for_resnet18_and_calibration_otherwise():
+    av = EZVSL(backbone="resnet18", dim=16)
+    slavc = EZVSLOGLSLAVC(av, nn.Identity())
+    assert slavc.obj_bounds == (0.0, 2.5) and slavc.calibration_frames() == 0
+    assert EZVSLOGL(av, nn.Identity()).calibration_frames() == 0
+    small, prior = tiny_models()
+    uncalibrated = EZVSLOGLSLAVC(small, prior)
+    assert uncalibrated.obj_bounds is None and uncalibrated.calibration_frames() == 512
+    image, spec = small_batch(2)
+    with pytest.raises(RuntimeError, match="no objectness bounds.*calibrate"):
+        uncalibrated.localize(image, spec)
+    uncalibrated.calibrate(image)
+    assert uncalibrated.obj_bounds[0] == 0.0 and uncalibrated.calibration_frames() == 0
 
 
-def test_for_evaluation_on_the_smoke_profile(tmp_path, smoke_params):
+def test_evaluation_model_on_the_smoke_profile(tmp_path, smoke_params):
     """The real wiring: the smoke profile's object prior and validation frames."""
-    from vslrepro.data.images import normalize_images
-    from vslrepro.data.splits import validation_split
-
     torch.manual_seed(0)
-    av = EZVSL(**EZVSL.config(smoke_params)).eval()
+    av = EZVSL(**factory.arguments(smoke_params, "ezvsl")).eval()
     weights = tmp_path / "latest.pt"
     torch.save({"model": av.state_dict()}, weights)
     _, cache = validation_split(smoke_params, "flickr")
     frames = normalize_images(torch.from_numpy(cache.images[:8].copy()))  # (8, 3, 56, 56)
     specs = torch.from_numpy(cache.specs[:8].copy())                      # (8, 1, F, T)
     for name in ("ezvsl_ogl", "ezvsl_ogl_slavc"):
-        ogl = method_class(name).for_evaluation(smoke_params, "flickr", weights)
+        ogl = factory.evaluation_model(smoke_params, "flickr", name, weights)
         with torch.no_grad():
             maps, confidence = ogl.localize(frames, specs)
         assert maps.shape == (8, SIZE, SIZE) and torch.isfinite(maps).all()

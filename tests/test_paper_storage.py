@@ -17,11 +17,14 @@ from PIL import Image
 from test_evaluate import real_profile  # noqa: F401  (the smoke Flickr-like set as user data)
 from torch.utils.data import DataLoader
 
+from vslrepro.config import ProfileError
+from vslrepro.profiles import validate_profile
 from vslrepro.__main__ import main
-from vslrepro.data import cache as cache_module
-from vslrepro.data.cache import AudioParams, CachedPairs, CompressedCache, build_cache, load_cache, projected_bytes
+from vslrepro.data.caches import build as cache_module
+from vslrepro.data.caches.integrity import array_records
+from vslrepro.data.caches import AudioParams, CachedPairs, CompressedCache, build_cache, load_cache, projected_bytes
 from vslrepro.data.errors import DataError
-from vslrepro.data.lists import read_id_list
+from vslrepro.data.formats.lists import read_id_list
 from vslrepro.profiles import load_profile
 
 PAPER_AUDIO = AudioParams(3.0, 512, 274, sample_rate=16000)  # the paper's window and STFT
@@ -124,7 +127,7 @@ def test_compressed_cache_is_smaller_and_projected(media, tmp_path):
     on_disk = {}
     for name, cache in (("decoded", decoded), ("compressed", compressed)):
         records = json.loads((cache.folder / "done.json").read_text())["arrays"]
-        assert records == cache_module._array_records(cache.folder)  # every array file is recorded
+        assert records == array_records(cache.folder)  # every array file is recorded
         on_disk[name] = sum(r["bytes"] for r in records.values())
     assert set(json.loads((compressed.folder / "done.json").read_text())["arrays"]) == {
         "frames.bin", "frame_offsets.npy", "waves.bin", "float_waves.bin", "float_rows.npy"}
@@ -234,9 +237,8 @@ def test_paper_profile_uses_compressed_storage_and_smoke_quick_stay_decoded():
     assert "train_storage" not in load_profile("smoke")["input"]  # smoke/quick run identities unchanged
     bad = {**load_profile("smoke")}
     bad["input"] = {**bad["input"], "train_storage": "jpeg"}
-    from vslrepro.params_schema import ProfileError, validate
     with pytest.raises(ProfileError, match="train_storage"):
-        validate(bad, "bad.yaml")
+        validate_profile(bad, "bad.yaml")
 
 
 def test_bench_loader_smoke_size(tmp_path, monkeypatch, capsys):

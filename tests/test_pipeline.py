@@ -74,7 +74,7 @@ def test_outputs_are_written(smoke_run, smoke_params):
     assert samples == sorted(f"{dataset}_{method}_{checkpoint}.csv" for dataset in ("flickr", "vggss")
                              for method, checkpoint in evaluated)
     meta = json.loads((out / "samples" / "flickr_ezvsl_latest.json").read_text())
-    assert meta["flickr_list"] == "250" and meta["environment"]["torch"]
+    assert meta["list_variant"] == "250" and meta["environment"]["torch"]
 
 
 def test_table1_counts_match_the_index(smoke_run, smoke_params):

@@ -10,7 +10,7 @@ from torch import nn
 
 from vslrepro import layout, stages, tables
 from vslrepro.methods import METHODS, register
-from vslrepro.methods.base import LocalizationMethod
+from vslrepro.methods import LocalizationMethod
 
 
 @register("toy_plugin")

@@ -1,4 +1,4 @@
-"""`python -m vslrepro data prepare` (vslrepro.data.prepare) on short videos made here with PyAV: each
+"""`python -m vslrepro data prepare` (vslrepro.commands.prepare) on short videos made here with PyAV: each
 frame's grey level encodes its number, the audio is a 440 Hz sine at 44.1 kHz in stereo. The
 outputs must load with the package's readers, show the requested frame, and hold 16 kHz mono audio
 of the clip's length; broken videos are reported; a rerun skips finished ids."""
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from vslrepro.__main__ import main
-from vslrepro.data.audio import read_wav
-from vslrepro.data.images import load_frame
-from vslrepro.data.prepare import prepare_videos
+from vslrepro.data.formats.audio import read_wav
+from vslrepro.data.formats.images import load_frame
+from vslrepro.commands.prepare import prepare_videos
 
 FPS, SECONDS, RATE = 10, 2, 44100
 LEFT, RIGHT = 0.5, 0.25  # sine amplitudes of the two channels: the mono mix has amplitude 0.375

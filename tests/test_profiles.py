@@ -8,9 +8,10 @@ import nbformat
 import pytest
 
 from vslrepro import pipeline
-from vslrepro.params_schema import ProfileError
+from vslrepro.config import ProfileError
 from vslrepro.paths import PARAMS_DIR, REPO_ROOT
-from vslrepro.profiles import PROFILES, dataset_config, load_profile, profile_argument
+from vslrepro.data.datasets import locate as dataset_config
+from vslrepro.profiles import PROFILES, load_profile, profile_argument
 
 SMOKE = (PARAMS_DIR / "smoke.yaml").read_text()
 
@@ -38,7 +39,7 @@ def test_shipped_profiles_load_and_resolve(name):
     assert profile_argument(PARAMS_DIR / f"{name}.yaml") == name  # stage parameters stay the name
     for dataset in params["datasets"]:
         cfg = dataset_config(params, dataset)
-        assert cfg.name == dataset and cfg.flickr_list in ("249", "250")
+        assert cfg.name == dataset and cfg.list_variant in (("249", "250") if dataset == "flickr" else (None,))
 
 
 def test_quick_and_smoke_differ_only_in_budget():
@@ -156,8 +157,8 @@ def test_a_user_profile_reaches_the_notebook(tmp_path, monkeypatch, smoke_params
 
 def test_hyperparameter_ranges_name_parameters_the_method_takes():
     """A range on a parameter `__init__` does not take is a programming error, caught at schema build."""
-    from vslrepro.methods.base import LocalizationMethod
-    from vslrepro.params_schema import method_schema
+    from vslrepro.methods import LocalizationMethod
+    from vslrepro.config import hyperparameter_schema as method_schema
 
     class Misnamed(LocalizationMethod):
         hyperparameter_ranges = {"tua": {"exclusiveMinimum": 0}}

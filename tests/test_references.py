@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from vslrepro.factory import arguments, evaluation_model, training_model
 from vslrepro.methods import METHODS, build_method, display_name, method_class, register
-from vslrepro.methods.base import LocalizationMethod, confidence_scores
+from vslrepro.methods import LocalizationMethod, confidence_scores
 from vslrepro.methods.references import CenterPrior, RandomMap, gaussian_center_map
 
 
@@ -111,13 +112,13 @@ def test_registry_names_classes_and_errors():
 def test_methods_build_from_a_profile_dict():
     params = {"seed": 7, "model": {"backbone": "small", "dim": 16},
               "methods": {"ezvsl": {"tau": 0.05}}, "references": {"center": {"sigma": 0.3}, "random": None}}
-    assert method_class("ezvsl").config(params) == {"backbone": "small", "dim": 16, "tau": 0.05}
-    assert method_class("random").for_evaluation(params, "flickr", None).seed == 7
-    assert method_class("center").for_evaluation(params, "flickr", None).sigma == 0.3
+    assert arguments(params, "ezvsl") == {"backbone": "small", "dim": 16, "tau": 0.05}
+    assert evaluation_model(params, "flickr", "random", None).seed == 7
+    assert evaluation_model(params, "flickr", "center", None).sigma == 0.3
     with pytest.raises(ValueError, match="training-free"):
-        method_class("center").for_evaluation(params, "flickr", "best.pt")
+        evaluation_model(params, "flickr", "center", "best.pt")
     with pytest.raises(TypeError, match="not trained on its own"):
-        method_class("center").for_training(params)
+        training_model(params, "center")
 
 
 def test_register_refuses_a_second_class_under_a_known_name():

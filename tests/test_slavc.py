@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from vslrepro.factory import arguments
 from vslrepro.methods import method_class
 from vslrepro.methods.slavc import SLAVC, mixture_logits, slavc_loss
 
-from methodkit import optimise, small_batch
+from methodkit import optimise, randomize_batchnorm_, small_batch
 from test_checkpoints import save_like_numpy1  # the released files' numpy-1.x pickles
 
 TAU = 0.03
@@ -210,7 +211,7 @@ def test_registry_and_profile_config():
     cls = method_class("slavc")
     assert cls is SLAVC and cls.display_name == "SLAVC" and cls.trainable and cls.checkpoints() == ("best", "latest")
     params = {"model": {"backbone": "small", "dim": 16}, "methods": {"slavc": {"momentum_img": 0.99}}}
-    assert cls.config(params) == {"backbone": "small", "dim": 16, "momentum_img": 0.99}
+    assert arguments(params, "slavc") == {"backbone": "small", "dim": 16, "momentum_img": 0.99}
 
 
 def test_state_dict_round_trip_restores_momentum_state():
@@ -322,10 +323,7 @@ def released_checkpoint(tmp_path):
         for name, p in official.named_parameters():
             if name.startswith("momentum_"):
                 p.add_(0.01 * torch.randn_like(p))
-        for m in official.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+        randomize_batchnorm_(official)  # non-trivial BN statistics
     path = tmp_path / "latest.pth"
     # released files were pickled under numpy 1.x: their best_* metrics are numpy scalars
     save_like_numpy1({"model": {f"module.{k}": v for k, v in official.state_dict().items()}, "optimizer": {},

@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic benchmark (vslrepro.data.synth; docs/synthetic.md), smoke scale.
+"""Tests of the embedded synthetic benchmark (vslrepro.data.synthetic; docs/synthetic.md), smoke scale.
 
 They check the on-disk layout, the counts, determinism, that the readers read everything, that the
 ground-truth sizes follow the Table 1 proportions, and that the benchmark is neither trivial nor
@@ -21,16 +21,19 @@ from scipy import ndimage
 from scipy.signal import spectrogram
 
 from vslrepro.__main__ import main as cli
-from vslrepro.data import synth_scene
-from vslrepro.data.annotations import gt_map, read_flickr_boxes
-from vslrepro.data.audio import load_audio
-from vslrepro.data.images import load_frame
-from vslrepro.data.lists import read_classes, read_flickr_test_ids, read_id_list
-from vslrepro.data.synth import SCALES, STYLES, apportion, generate, make_clip, plan_split
+from vslrepro.data.datasets import dataset_class
+from vslrepro.data.datasets.flickr import read_boxes as read_flickr_boxes
+from vslrepro.data.datasets.flickr import read_test_ids as read_flickr_test_ids
+from vslrepro.data.formats.audio import load_audio
+from vslrepro.data.formats.images import load_frame
+from vslrepro.data.formats.lists import read_classes, read_id_list
+from vslrepro.data.synthetic import SCALES, apportion, generate, make_clip, plan_split
+from vslrepro.data.synthetic import scene as synth_scene
 from vslrepro.data.testsets import check_media, extended_testset, gt_maps, positives_index
 
 SCALE = SCALES["smoke"]
-N_TEST = {"flickr": SCALE.flickr_test, "vggss": SCALE.test}
+STYLES = {"flickr": dataset_class("flickr"), "vggss": dataset_class("vggss")}  # the synthetic counterparts' datasets
+N_TEST = {"flickr": min(SCALE.test, 250), "vggss": SCALE.test}  # Flickr: at most the real set's 250
 TABLE1 = {"flickr": (0, 9, 83, 158), "vggss": (134, 1796, 1726, 1502)}
 BUCKETS = ("small", "medium", "large", "huge")
 
@@ -85,7 +88,7 @@ def test_counts_and_manifest(bench):
         assert len(list((root / "frames").iterdir())) == len(list((root / "audio").iterdir())) == n_clips
         assert len(read_classes(root / "metadata" / "classes.csv")) == n_clips
     assert 0.12 <= manifest["counts"]["vggss"]["real_negatives"] / SCALE.test <= 0.18
-    assert len(list((bench / "flickr" / "Annotations").iterdir())) == SCALE.val + SCALE.flickr_test
+    assert len(list((bench / "flickr" / "Annotations").iterdir())) == SCALE.val + N_TEST["flickr"]
     assert len(list((bench / "objects" / "images").iterdir())) == SCALE.objects
 
 
@@ -247,7 +250,7 @@ def test_flickr_annotators_agree_roughly(bench):
     for clip in read_flickr_test_ids(root / "metadata" / "flickr_test.csv")[:30]:
         boxes = read_flickr_boxes(root / "Annotations" / f"{clip}.xml")
         assert boxes.shape == (3, 4)
-        consensus = gt_map("flickr", boxes)
+        consensus = dataset_class("flickr").gt_map(boxes)
         assert set(np.unique(consensus)) <= {0.0, 0.5, 1.0} and (consensus == 1.0).any()
 
 

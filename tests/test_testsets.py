@@ -1,4 +1,4 @@
-"""Test-set indexes (vslrepro.data.testsets) and metadata lists (vslrepro.data.lists), on small
+"""Test-set indexes (vslrepro.data.testsets) and metadata lists (vslrepro.data.formats.lists), on small
 fixtures written in the real on-disk formats, with counts computed by hand."""
 
 from __future__ import annotations
@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 
 from vslrepro.data import DataError, SkipLog, extended_testset, gt_maps, positives_index
-from vslrepro.data.lists import (
-    FLICKR_249_MISSING_ID,
-    read_classes,
-    read_extended_csv,
-    read_flickr_test_ids,
-    read_id_list,
-    read_vggsound_csv,
-)
+from vslrepro.data.datasets.flickr import MISSING_FROM_249 as FLICKR_249_MISSING_ID
+from vslrepro.data.datasets.flickr import read_test_ids as read_flickr_test_ids
+from vslrepro.data.formats.lists import read_classes, read_extended_csv, read_id_list, read_vggsound_csv
 from vslrepro.data.testsets import check_media, negative_type
 
 
@@ -71,7 +66,7 @@ def test_flickr_positives_sizes_and_areas(flickr_root):
     # Sum = 2352 + (7056 - 2352) / 2 = 4704.
     assert by_id.loc["1003", "n_boxes"] == 3 and by_id.loc["1003", "area"] == 4704.0
     assert by_id.loc["1003", "class"] == "cat"
-    assert index.attrs["dataset"] == "flickr" and index.attrs["flickr_list"] == "250"
+    assert index.attrs["dataset"] == "flickr" and index.attrs["list_variant"] == "250"
     np.testing.assert_array_equal(index.attrs["boxes"]["1001"], [[0, 0, 56, 56], [0, 0, 56, 56]])
 
 
@@ -79,12 +74,12 @@ def test_flickr_249_vs_250(flickr_root):
     csv_path = flickr_root / "metadata" / "flickr_test.csv"
     assert read_flickr_test_ids(csv_path, "250") == ["1001", "1002", FLICKR_249_MISSING_ID, "1003"]
     assert read_flickr_test_ids(csv_path, "249") == ["1001", "1002", "1003"]
-    index = positives_index("flickr", flickr_root, flickr_list="249")
-    assert list(index["video"]) == ["1001", "1002", "1003"] and index.attrs["flickr_list"] == "249"
+    index = positives_index("flickr", flickr_root, variant="249")
+    assert list(index["video"]) == ["1001", "1002", "1003"] and index.attrs["list_variant"] == "249"
     with pytest.raises(ValueError, match="'248'"):
         read_flickr_test_ids(csv_path, "248")
     with pytest.raises(ValueError, match="'248'"):
-        extended_testset("flickr", flickr_root, flickr_list="248")
+        extended_testset("flickr", flickr_root, variant="248")
 
 
 def test_flickr_extended_counts_and_negative_types(flickr_root):
@@ -99,7 +94,7 @@ def test_flickr_extended_counts_and_negative_types(flickr_root):
     assert (negatives["n_boxes"] == 0).all() and (negatives["area"] == 0.0).all() and (negatives["size"] == "").all()
     assert (index.loc[index["positive"], "neg_type"] == "").all()
     assert index.attrs["files"]["extended_csv"].endswith("flickr_test_plus_silent.csv")
-    with_249 = extended_testset("flickr", flickr_root, flickr_list="249")
+    with_249 = extended_testset("flickr", flickr_root, variant="249")
     assert len(with_249) == 7 and with_249["positive"].sum() == 3
 
 
@@ -193,7 +188,7 @@ def test_vggss_positives_use_test_list_or_all_of_json(vggss_root):
     assert list(index["area"]) == [21952.0, 6272.0]
     assert list(index["size"]) == ["huge", "medium"]
     assert list(index["n_boxes"]) == [2, 1] and list(index["class"]) == ["dog barking"] * 2
-    assert index.attrs["flickr_list"] is None
+    assert index.attrs["list_variant"] is None
     (vggss_root / "metadata" / "vggss_test.csv").unlink()
     assert list(positives_index("vggss", vggss_root)["video"]) == ["aaa_000010", "bbb_000020", "ccc_000030"]
 
@@ -221,7 +216,7 @@ def test_vggss_validation_json_uses_all_its_entries(vggss_root):
 
 
 def test_unknown_dataset_name(vggss_root):
-    with pytest.raises(ValueError, match="unknown test set 'audioset'"):
+    with pytest.raises(ValueError, match="unknown dataset 'audioset'; known datasets: flickr, is3, vggss"):
         positives_index("audioset", vggss_root)
 
 

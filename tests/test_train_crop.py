@@ -16,9 +16,9 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from vslrepro.data import images as geometry
-from vslrepro.data.cache import AudioParams, CachedPairs, build_cache
-from vslrepro.data.images import load_frame
+from vslrepro.data.formats import images as geometry
+from vslrepro.data.caches import AudioParams, CachedPairs, build_cache
+from vslrepro.data.formats.images import load_frame
 
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4)
 
@@ -86,8 +86,8 @@ def test_square_frames_bit_identical_to_legacy_cache(tmp_path, side, size):
 
 def test_synthetic_benchmark_train_batches_unchanged(smoke_params, tmp_path):
     """The embedded benchmark's (square, 64 px) training frames: same cached bytes, same batches."""
-    from vslrepro.data.lists import read_id_list
-    from vslrepro.profiles import dataset_config
+    from vslrepro.data.formats.lists import read_id_list
+    from vslrepro.data.datasets import locate as dataset_config
 
     size = smoke_params["input"]["image_size"]
     for name in ("flickr", "vggss"):
@@ -134,7 +134,7 @@ def test_centre_crop_equals_torchvision_center_crop(height, width, size):
 def test_training_data_pass_is_central_crops_in_index_order(tmp_path):
     """`TrainingData.batches()` (the between-epoch pass a method's `begin_epoch` may take) gives
     every training pair once, in index order, as normalized central crops of the cached frames."""
-    from vslrepro.data.images import normalize_images
+    from vslrepro.data.formats.images import normalize_images
     from vslrepro.train import TrainingData
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import shutil
 
 from vslrepro.data.splits import validation_split
 from vslrepro.data.testsets import positives_index
-from vslrepro.profiles import dataset_config, synthetic_root
+from vslrepro.data.datasets import locate as dataset_config, synthetic_root
 
 
 def real_params(tmp_path, smoke_params, vggss_val):

@@ -31,13 +31,18 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from tqdm.auto import tqdm
+
 from vslrepro import layout, metrics
-from vslrepro.data.cache import CachedPairs, TensorCache
+from vslrepro.data.caches import CachedPairs, TensorCache
+from vslrepro.data.datasets import run_dataset
 from vslrepro.data.errors import IncompleteDataError, SkipLog
-from vslrepro.data.images import normalize_images
+from vslrepro.data.formats.images import normalize_images
+from vslrepro.data.splits import test_split
 from vslrepro.data.testsets import gt_maps
-from vslrepro.methods import method_class
-from vslrepro.methods.base import unit_scale
+from vslrepro.factory import evaluation_model
+from vslrepro.methods import unit_scale
+from vslrepro.provenance import environment
 
 
 @torch.no_grad()
@@ -51,7 +56,7 @@ def score_samples(method: torch.nn.Module, index: pd.DataFrame, cache: TensorCac
         method: a `LocalizationMethod` (its `map_bounds` scale the map for `absolute`).
         index: rows with `video`, `audio`, `positive`; `index.attrs["boxes"]` maps video id -> boxes.
         cache: test-mode tensor cache holding the same (video, audio) pairs in the same order.
-        dataset: whose ground truth ("flickr": consensus, "vggss": union).
+        dataset: whose ground-truth convention applies (`Dataset.gt_map`).
 
     Returns:
         A copy of `index` with columns `ciou` and `confidence_<kind>` for every score the method gives.
@@ -62,7 +67,6 @@ def score_samples(method: torch.nn.Module, index: pd.DataFrame, cache: TensorCac
     loader = DataLoader(CachedPairs(cache, size=image_size, train=False), batch_size=batch_size,
                         shuffle=False)
     if progress:
-        from tqdm.auto import tqdm
         loader = tqdm(loader, desc=f"evaluating {getattr(method, 'name', 'method')}", leave=False)
     method.eval()
     bounds = getattr(method, "map_bounds", (0.0, 1.0))
@@ -112,8 +116,8 @@ def weights_file(params: dict[str, Any], dataset: str, method: str, checkpoint: 
         path = layout.checkpoint_file(folder, checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} not found: train the run first "
-                                    f"(python -m vslrepro train --dataset {dataset} "
-                                    f"--method {layout.run_method(method)})")
+                                    f"(python -m vslrepro train --profile {params['profile']} --dataset "
+                                    f"{run_dataset(params, dataset)} --method {layout.run_method(method)})")
         return path
     path = Path(checkpoint)
     if not path.is_file():
@@ -145,12 +149,9 @@ def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
     Raises:
         IncompleteDataError: listed samples lack media and an incomplete test set is not allowed.
     """
-    from vslrepro.data.splits import test_split
-    from vslrepro.provenance import environment
-
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     weights = weights_file(params, dataset, method, checkpoint, run)
-    model = method_class(method).for_evaluation(params, dataset, weights).to(dev)
+    model = evaluation_model(params, dataset, method, weights).to(dev)
     ev = params["evaluate"]
     if allow_incomplete is None:
         allow_incomplete = bool(ev.get("allow_incomplete", False))
@@ -170,7 +171,7 @@ def evaluate(params: dict[str, Any], dataset: str, method: str, checkpoint: str,
     if skip is not None and len(skip):
         skip.write_csv(log)
     provenance = {"dataset": dataset, "method": method, "checkpoint": checkpoint_label(checkpoint),
-                  "weights": str(weights) if weights else None, "flickr_list": index.attrs.get("flickr_list"),
+                  "weights": str(weights) if weights else None, "list_variant": index.attrs.get("list_variant"),
                   "listed": listed, "evaluated": len(samples), "skipped": listed - len(samples),
                   "complete": len(samples) == listed,
                   "left_out": sorted(skip.ids) if skip is not None else [],

@@ -17,6 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from vslrepro.data.formats.images import load_frame
+from vslrepro.data.formats.media import COMMUNITY, media_files
+
 STYLE = "whitegrid"      # seaborn axes style of every figure
 PALETTE = "colorblind"   # seaborn palette: one colour per method, in the order given
 
@@ -59,17 +62,15 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def data_preview(root: str | Path, index: pd.DataFrame, path: str | Path, *, n: int = 8,
-                 title: str = "") -> Path:
+                 title: str = "", media: tuple[str, str] = COMMUNITY) -> Path:
     """A row of test frames with their ground-truth boxes (positives) or 'negative' labels."""
-    from vslrepro.data.images import load_frame
-
     rows = pd.concat([index[index["positive"]].head(n - n // 4), index[~index["positive"]].head(n // 4)])
     boxes = index.attrs.get("boxes", {})
     with _style(axes=False):
         fig = _figure((1.6 * len(rows), 1.9))
         axes = fig.subplots(1, len(rows), squeeze=False)[0]
         for ax, (_, row) in zip(axes, rows.iterrows()):
-            image = load_frame(Path(root) / "frames" / f"{row['video']}.jpg").resize((224, 224))
+            image = load_frame(media_files(root, row["video"], row["video"], media)[0]).resize((224, 224))
             ax.imshow(image)
             if row["positive"]:
                 for x0, y0, x1, y1 in boxes.get(row["video"], []):

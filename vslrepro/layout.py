@@ -21,6 +21,7 @@ run is never reused silently after the training code changed.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import sys
@@ -29,15 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vslrepro.data.datasets import run_dataset
+from vslrepro.factory import arguments
 from vslrepro.methods import method_class
 from vslrepro.paths import cache_dir, results_dir
 
 # The package modules that decide what a training run computes, besides the method's own classes.
 TRAINING_MODULES = (
-    "vslrepro.train", "vslrepro.evaluate", "vslrepro.seeding", "vslrepro.pretrained",
-    "vslrepro.objectprior", "vslrepro.methods.base", "vslrepro.methods.backbones",
-    "vslrepro.methods.checkpoints", "vslrepro.data.cache", "vslrepro.data.images",
-    "vslrepro.data.audio", "vslrepro.data.splits", "vslrepro.metrics.maps",
+    "vslrepro.train", "vslrepro.evaluate", "vslrepro.factory", "vslrepro.seeding", "vslrepro.pretrained",
+    "vslrepro.objectprior", "vslrepro.methods._base", "vslrepro.methods._backbones",
+    "vslrepro.methods._checkpoints", "vslrepro.data.caches.build",
+    "vslrepro.data.caches.decode", "vslrepro.data.caches.decoded", "vslrepro.data.caches.compressed",
+    "vslrepro.data.caches.pairs", "vslrepro.data.formats.images", "vslrepro.data.formats.audio",
+    "vslrepro.data.splits", "vslrepro.metrics.maps",
 )
 RUN_SECTIONS = ("seed", "data", "input", "model", "object_prior", "train")
 
@@ -45,10 +50,7 @@ RUN_SECTIONS = ("seed", "data", "input", "model", "object_prior", "train")
 def _module_source(name: str) -> str:
     """The source of module `name`; for a module without source (e.g. a class defined in an
     interactive session) its name only, with a loud warning: its runs cannot follow code changes."""
-    module = sys.modules.get(name)
-    if module is None:
-        import importlib
-        module = importlib.import_module(name)
+    module = sys.modules.get(name) or importlib.import_module(name)
     try:
         return inspect.getsource(module)
     except (OSError, TypeError):
@@ -85,13 +87,12 @@ PERMISSIONS = {"train": ("allow_incomplete",)}
 def run_identity(params: dict[str, Any], method: str) -> dict[str, Any]:
     """What a training run of `method` depends on: profile sections (less `PERMISSIONS`), its
     hyperparameters, its code, and the validation settings that select its BEST epoch."""
-    cls = method_class(method)
     sections = {k: params.get(k) for k in RUN_SECTIONS}
     for section, keys in PERMISSIONS.items():
         if isinstance(sections.get(section), dict):
             sections[section] = {k: v for k, v in sections[section].items() if k not in keys}
     return {"method": method, "profile": sections,
-            "method_config": cls.config(params), "code": training_code_digest(method),
+            "method_config": arguments(params, method), "code": training_code_digest(method),
             "validation": {k: params["evaluate"][k] for k in VALIDATION_SETTINGS}}
 
 
@@ -114,9 +115,11 @@ def run_method(method: str) -> str:
 
 
 def run_dir(params: dict[str, Any], dataset: str, method: str) -> Path:
-    """The cache folder of the training run that `method` uses on `dataset` under this profile."""
+    """The cache folder of the training run that `method` uses on `dataset` under this profile: the
+    run trained on `dataset`, or on the dataset an evaluation-only test set names (`runs_from`)."""
     base = run_method(method)
-    return cache_dir() / "runs" / params["profile"] / f"{dataset}_{base}_{run_key(params, base)}"
+    source = run_dataset(params, dataset)
+    return cache_dir() / "runs" / params["profile"] / f"{source}_{base}_{run_key(params, base)}"
 
 
 def checkpoint_file(run: str | Path, checkpoint: str) -> Path:
@@ -198,6 +201,11 @@ def trained_methods(params: dict[str, Any]) -> list[str]:
         if base is not None and base not in runs:
             runs.append(base)
     return runs
+
+
+def trained_datasets(params: dict[str, Any]) -> list[str]:
+    """The profile's datasets with training runs (an evaluation-only test set evaluates another's)."""
+    return [name for name in params["datasets"] if run_dataset(params, name) == name]
 
 
 def evaluations(params: dict[str, Any], dataset: str | None = None,

@@ -33,8 +33,8 @@ from torch import nn
 from vslrepro import seeding
 from vslrepro.atomic import atomic_torch_save, exclusive
 from vslrepro.data.errors import DataError
-from vslrepro.data.images import normalize_images
-from vslrepro.methods.backbones import build_image_encoder, load_weights_file
+from vslrepro.data.formats.images import normalize_images
+from vslrepro.methods import build_image_encoder, load_weights_file
 
 
 def load_object_set(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vslrepro import layout
-from vslrepro.methods import method_class
 from vslrepro.atomic import exclusive
+from vslrepro.data.datasets import run_dataset
+from vslrepro.methods import method_class
 from vslrepro.paths import NOTEBOOKS_DIR, cache_dir, results_dir
 from vslrepro.profiles import load_profile, profile_argument, profile_path
 
@@ -90,8 +91,9 @@ def plan(params: dict[str, Any], profile: str | None = None) -> list[Stage]:
               Stage("testsets", "01_testsets.ipynb", {"profile": profile}, ("data",)),
               Stage("object_prior", "02_object_prior.ipynb", {"profile": profile}, ("data",))]
     evaluation_stages = []
+    trained = layout.trained_datasets(params)
     for dataset in params["datasets"]:
-        for method in layout.trained_methods(params):
+        for method in layout.trained_methods(params) if dataset in trained else ():
             run = layout.run_dir(params, dataset, method)
             stages.append(Stage(f"train_{dataset}_{method}", "03_train.ipynb",
                                 {"profile": profile, "dataset": dataset, "method": method},
@@ -105,8 +107,9 @@ def plan(params: dict[str, Any], profile: str | None = None) -> list[Stage]:
             outputs = tuple(f for e in planned for f in _samples_files(params, e))
             key = f"evaluate_{dataset}_{method}"
             evaluation_stages.append(key)
+            run = f"train_{run_dataset(params, dataset)}_{base}"  # an evaluation-only test set: another's run
             stages.append(Stage(key, "04_evaluate.ipynb", {"profile": profile, "dataset": dataset, "method": method},
-                                ("testsets", "object_prior") + ((f"train_{dataset}_{base}",) if base else ()),
+                                ("testsets", "object_prior") + ((run,) if base else ()),
                                 inputs, outputs, optional_outputs=tuple(_skip_log(params, e) for e in planned)))
     tables_inputs = tuple(f for e in layout.evaluations(params)
                           for f in (*_samples_files(params, e), _skip_log(params, e)))

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from vslrepro.data.datasets import synthetic_root
+from vslrepro.objectprior import load_object_set, load_or_pretrain
 from vslrepro.paths import cache_dir
 
 
@@ -33,9 +35,6 @@ def _weights(params: dict[str, Any], device: str | None = None) -> tuple[Any, di
     if backbone == "resnet18":
         source = params["data"].get("imagenet_weights", "imagenet")
         return source, {"source": f"ImageNet ResNet-18 ({source})"}
-    from vslrepro.objectprior import load_object_set, load_or_pretrain
-    from vslrepro.profiles import synthetic_root
-
     images, labels, classes = load_object_set(synthetic_root(params) / "objects")
     cfg = params["object_prior"]
     state, info = load_or_pretrain(

@@ -1,10 +1,13 @@
 """Profiles: one YAML file fixes data, backbones, epochs and budgets.
 
 `load_profile("quick")` (or a path to any YAML file) returns the parsed file as a plain dict, checked
-against the schema in `vslrepro.params_schema`: a typo, a wrong type or an impossible value stops
-with one `ProfileError` line naming the file and the key. `dataset_config(profile, name)` resolves
-where one dataset's media and metadata live, for the embedded synthetic benchmark and for real data
-in the community layout alike, so every later stage reads one structure.
+against the complete schema: the protocol's sections (`vslrepro.config`), the `data:` and
+`datasets:` sections from the dataset registry (each dataset's entry keys), and the `model:`,
+`methods:` and `references:` sections from the method registry (each method's hyperparameters and
+their ranges). It is put together here, above both registries. A typo, a wrong type, an impossible
+value or a combination that cannot train (a stage schedule longer than the run) stops with one
+`ProfileError` line naming the file and the key. Where each dataset then lives is
+`vslrepro.data.datasets.locate`.
 
 A profile is named by its own `profile:` value: results go to `results/<profile>/`, training runs
 to `<cache>/runs/<profile>/`, the object prior to `<cache>/objectprior/<profile>-seed<seed>.pt`.
@@ -15,15 +18,17 @@ that same file again: a profile in `params/` by its name, any other file by its 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vslrepro.data.testsets import DATASETS
-from vslrepro.params_schema import ProfileError, validate
-from vslrepro.paths import PARAMS_DIR, synthetic_data_dir
+from vslrepro.config import PATH, ProfileError, hyperparameter_schema, protocol_sections, section, validate
+from vslrepro.data.datasets import DATASETS, synthetic_datasets
+from vslrepro.data.synthetic import SCALES
+from vslrepro.factory import arguments
+from vslrepro.methods import BACKBONES, METHODS
+from vslrepro.paths import PARAMS_DIR
 
 PROFILES = ("smoke", "quick", "paper")
 
@@ -48,8 +53,9 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: naming the file and the profiles that exist.
         ProfileError: (a ValueError) one line naming the file and what is wrong: malformed YAML, an
-            empty file, a key missing, unknown or of the wrong type or value (`params_schema`), or
-            the name of a profile in `params/` taken by another file.
+            empty file, a key missing, unknown or of the wrong type or value (`profile_schema`), a
+            method whose stage schedule does not fit `train.epochs` (`schedule_problems`), or the
+            name of a profile in `params/` taken by another file.
     """
     path = profile_path(profile)
     if not path.is_file():
@@ -61,7 +67,7 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
         raise ProfileError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
     if params is None:
         raise ProfileError(f"{path}: the file is empty; a profile is a YAML mapping (see params/smoke.yaml)")
-    validate(params, path)
+    validate_profile(params, path)
     taken = PARAMS_DIR / f"{params['profile']}.yaml"
     if taken.is_file() and taken.resolve() != path.resolve():
         raise ProfileError(f"{path}: profile: {params['profile']!r} is the name of {taken}; give this file its "
@@ -82,65 +88,96 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"{problem}{at(getattr(error, 'problem_mark', None))}{within}"
 
 
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Where one dataset lives.
+def _methods_section() -> dict[str, Any]:
+    """`methods:` / `references:`: registered names with their hyperparameters (or a list of names)."""
+    return {"type": ["object", "array", "null"],
+            "properties": {name: hyperparameter_schema(cls) for name, cls in sorted(METHODS.items())},
+            "additionalProperties": False, "items": {"enum": sorted(METHODS)}, "uniqueItems": True}
 
-    Attributes:
-        name: "flickr" or "vggss".
-        train_root: folder with frames/ and audio/ of the training clips.
-        train_list: file with one training id per line.
-        test_root: folder with frames/ and audio/ of the (extended) test clips.
-        metadata_root: folder holding metadata/ (and Annotations/ for Flickr).
-        val_list: annotated validation ids for early stopping (None: the test positives).
-        val_annotations: validation annotations (VGG-SS json; Flickr uses Annotations/).
-        flickr_list: "250" or "249".
-        val_from: validate on the test positives of this dataset instead (e.g. "flickr" for
-            VGG-SS, as the official VGGSound training scripts do); None: this dataset's own.
+
+def _data_section() -> dict[str, Any]:
+    """`data:`: the source, the synthetic benchmark's scale, each dataset's entry (real data) and
+    test-list choice, and the ImageNet weights."""
+    variants = {cls.variant_key: {"enum": [*cls.list_variants, *(int(v) for v in cls.list_variants if v.isdigit())]}
+                for cls in DATASETS.values() if cls.variant_key}
+    properties = {"source": {"enum": ["synthetic", "real"]}, "synth_scale": {"enum": sorted(SCALES)}, **variants,
+                  **{name: cls.entry_schema for name, cls in DATASETS.items()}, "imagenet_weights": PATH}
+    return {**section(properties, required=("source",)),
+            # the synthetic benchmark needs its scale
+            "if": {"properties": {"source": {"const": "synthetic"}}, "required": ["source"]},
+            "then": {"required": ["synth_scale"]}}
+
+
+def profile_schema() -> dict[str, Any]:
+    """The JSON schema of a profile, with the datasets and methods registered now (tests may
+    register more)."""
+    def source_is(source: str) -> dict[str, Any]:
+        return {"properties": {"data": {"properties": {"source": {"const": source}}, "required": ["source"]}},
+                "required": ["data"]}
+
+    # real data: every dataset the profile lists needs its roots under data:
+    real_data_needs = [{"if": {**source_is("real"), "properties": {**source_is("real")["properties"],
+                                                                    "datasets": {"contains": {"const": name}}},
+                               "required": ["data", "datasets"]},
+                        "then": {"properties": {"data": {"required": [name]}}}} for name in DATASETS]
+    # the synthetic benchmark has a counterpart of some datasets only
+    synthetic_only = {"if": source_is("synthetic"),
+                      "then": {"properties": {"datasets": {"items": {"enum": [c.name for c in synthetic_datasets()]}}}}}
+    # the small backbone starts from the object prior, which needs its settings
+    small_needs_prior = {"if": {"properties": {"model": {"properties": {"backbone": {"const": "small"}},
+                                                         "required": ["backbone"]}}, "required": ["model"]},
+                         "then": {"required": ["object_prior"]}}
+    sections = protocol_sections()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **section({**sections, "data": _data_section(),
+                   "datasets": {"type": "array", "items": {"enum": list(DATASETS)}, "minItems": 1, "uniqueItems": True},
+                   "model": section({"backbone": {"enum": list(BACKBONES)},
+                                     "dim": {"type": ["integer", "null"], "minimum": 1}}),
+                   "methods": _methods_section(), "references": _methods_section()},
+                  required=("profile", "seed", "data", "datasets", "input", "model", "train", "evaluate")),
+        "allOf": [small_needs_prior, synthetic_only, *real_data_needs],
+    }
+
+
+def validate_profile(params: Any, source: str | Path) -> None:
+    """Check a parsed profile: the schema (`profile_schema`), then the combinations no schema states
+    (`dataset_problems`, `schedule_problems`).
+
+    Raises:
+        ProfileError: one line naming `source`, the key paths and what is wrong.
     """
-
-    name: str
-    train_root: Path
-    train_list: Path
-    test_root: Path
-    metadata_root: Path
-    val_list: Path | None
-    val_annotations: Path | None
-    flickr_list: str
-    val_from: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {k: (str(v) if v is not None else None) for k, v in asdict(self).items()}
+    validate(params, source, profile_schema())
+    problems = dataset_problems(params) + schedule_problems(params)
+    if problems:
+        raise ProfileError(f"{source}: " + "; ".join(problems))
 
 
-def synthetic_root(params: dict[str, Any]) -> Path:
-    """Folder of the embedded synthetic benchmark of a profile (docs/synthetic.md)."""
-    return synthetic_data_dir(params["profile"], params["data"]["synth_scale"], params["seed"])
+def dataset_problems(params: dict[str, Any]) -> list[str]:
+    """`data.<name>.runs_from: ...` for an evaluation-only test set whose runs come from a dataset the
+    profile does not train (its evaluations would have no checkpoints)."""
+    problems = []
+    for name in params["datasets"]:
+        cls = DATASETS[name]
+        if cls.trainable or params["data"]["source"] != "real":
+            continue
+        source = (params["data"].get(name) or {}).get("runs_from", cls.default_runs_from)
+        trained = [other for other in params["datasets"] if DATASETS[other].trainable]
+        if source not in trained:
+            problems.append(f"data.{name}.runs_from: {source!r} is not a dataset the profile trains "
+                            f"(datasets: {', '.join(trained) or 'none with training runs'})")
+    return problems
 
 
-def dataset_config(params: dict[str, Any], name: str) -> DatasetConfig:
-    """Resolve the paths of dataset `name` for a profile."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    data = params["data"]
-    flickr_list = str(data.get("flickr_list", "250"))
-    if data["source"] == "synthetic":
-        root = synthetic_root(params) / name
-        meta = root / "metadata"
-        val_list = meta / ("flickr_val.csv" if name == "flickr" else "vggss_val.csv")
-        val_annotations = None if name == "flickr" else meta / "vggss_val.json"
-        if name == "vggss":
-            val_list = None  # the ids come from the val json itself
-        return DatasetConfig(name, root, meta / f"{name}_train.txt", root, root,
-                             val_list, val_annotations, flickr_list)
-    if data["source"] != "real":
-        raise ValueError(f"data.source must be 'synthetic' or 'real', got {data['source']!r}")
-    entry = data.get(name)
-    if not entry:
-        raise ValueError(f"profile {params['profile']!r}: data.{name} is not configured")
-    metadata_root = Path(entry.get("metadata_root", entry["test_root"]))
-    val = str(entry.get("val", "test"))
-    val_from = val[: -len("_test")] if val.endswith("_test") and val[: -len("_test")] in DATASETS else None
-    val_list = None if val == "test" or val_from else metadata_root / val
-    return DatasetConfig(name, Path(entry["train_root"]), metadata_root / entry["train_list"],
-                         Path(entry["test_root"]), metadata_root, val_list, None, flickr_list, val_from)
+def schedule_problems(params: dict[str, Any]) -> list[str]:
+    """`methods.<name>: <problem>` for every method with its own run whose stage schedule cannot
+    train for `train.epochs` (`LocalizationMethod.schedule_problems`), e.g. CoarsetoFine's stage 1
+    taking every epoch."""
+    problems = []
+    for section_name in ("methods", "references"):
+        for name in params.get(section_name) or []:
+            cls = METHODS[name]
+            if cls.run_method() == name:
+                problems += [f"{section_name}.{name}: {problem}"
+                             for problem in cls.schedule_problems(arguments(params, name), int(params["train"]["epochs"]))]
+    return problems

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from vslrepro import layout, metrics
+from vslrepro.data.datasets import dataset_class
 from vslrepro.methods import display_name, method_class
 
 
@@ -78,16 +79,22 @@ def coverage_notes(samples: pd.DataFrame, checkpoints: tuple[str, ...] | None = 
 
 def intervals(params: dict[str, Any], samples: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, method, checkpoint): LocAcc, AP, max-F1 with bootstrap intervals (×100), and the
-    mean ± std of Table 4's max-F1 per negative type over several draws of positives."""
+    mean ± std of Table 4's max-F1 per negative type over several draws of positives. A test set of
+    positives only (IS3) has LocAcc alone: AP, max-F1 and Table 4 need negatives."""
     ev, seed = params["evaluate"], int(params["seed"])
     rows = []
     for (dataset, method, checkpoint), group in samples.groupby(["dataset", "method", "checkpoint"], sort=False):
         row = {"dataset": dataset, "method": method, "checkpoint": checkpoint}
-        ci = metrics.bootstrap(group, ("locacc", "ap", "max_f1"), n_boot=int(ev["n_boot"]), seed=seed,
-                               mode=ev["mode"], iou_thr=ev["iou_thr"])
+        negatives = dataset_class(dataset).has_negatives()
+        ci = metrics.bootstrap(group, ("locacc", "ap", "max_f1") if negatives else ("locacc",),
+                               n_boot=int(ev["n_boot"]), seed=seed, mode=ev["mode"], iou_thr=ev["iou_thr"])
         for stat, values in ci.iterrows():
             row.update({stat: 100 * values["estimate"], f"{stat}_low": 100 * values["low"],
                         f"{stat}_high": 100 * values["high"]})
+        if not negatives:  # no AP or max-F1 without negatives
+            rows.append({**row, **{f"{stat}{end}": float("nan") for stat in ("ap", "max_f1")
+                                   for end in ("", "_low", "_high")}})
+            continue
         spread = metrics.negative_type_breakdown(group, seed=seed, n_draws=int(ev.get("table4_draws", 10)),
                                                  mode=ev["mode"], iou_thr=ev["iou_thr"])
         for neg_type, values in spread.iterrows():

@@ -21,15 +21,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vslrepro import figures, layout, results
+from vslrepro import figures, layout, metrics, results
 from vslrepro import tables as tb
-from vslrepro.data.splits import test_split
-from vslrepro.data.testsets import EXTENDED_NAMES, extended_testset
+from vslrepro.data.datasets import dataset_class, extended_name, locate
+from vslrepro.data.splits import ensure_data, test_split
+from vslrepro.data.testsets import extended_testset
 from vslrepro.evaluate import evaluate as evaluate_to_csv
 from vslrepro.evaluate import localize_rows, weights_file
+from vslrepro.factory import evaluation_model
 from vslrepro.methods import display_name, method_class
 from vslrepro.pretrained import image_weights_info
-from vslrepro.profiles import dataset_config, load_profile, synthetic_root
+from vslrepro.profiles import load_profile
+from vslrepro.train import train_run
 
 
 def resolve(profile: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -41,39 +44,22 @@ def resolve(profile: str | Path | dict[str, Any]) -> dict[str, Any]:
 def display_dataset(params: dict[str, Any], name: str) -> str:
     """The extended test set's row name in Table 1 ("Synthetic …" for the embedded benchmark)."""
     prefix = "Synthetic " if params["data"]["source"] == "synthetic" else ""
-    return prefix + EXTENDED_NAMES[name]
+    return prefix + extended_name(name)
 
 
 # ---------------------------------------------------------------- 00 data
 
 def prepare_data(profile) -> dict[str, Any]:
-    """Generate the synthetic benchmark of a profile (once), or check that the real roots exist."""
-    params = resolve(profile)
-    if params["data"]["source"] == "synthetic":
-        root = synthetic_root(params)
-        manifest = root / "manifest.json"
-        if not manifest.is_file():
-            from vslrepro.data.synth import generate
-            generate(root, scale=params["data"]["synth_scale"], seed=int(params["seed"]))
-        return json.loads(manifest.read_text())
-    missing = []
-    for name in params["datasets"]:
-        cfg = dataset_config(params, name)
-        for path in (cfg.train_root, cfg.train_list, cfg.test_root, cfg.metadata_root / "metadata"):
-            if not Path(path).exists():
-                missing.append(f"{name}: {path}")
-    if missing:
-        raise FileNotFoundError("profile " + params["profile"] + " points at data that is not there:\n  "
-                                + "\n  ".join(missing) + "\nedit the data section of its YAML file")
-    return {"source": "real", "datasets": {n: dataset_config(params, n).as_dict() for n in params["datasets"]}}
+    """Generate the synthetic benchmark of a profile (once), or check that the real roots exist
+    (`data.splits.ensure_data`)."""
+    return ensure_data(resolve(profile))
 
 
 def preview_data(profile, n: int = 8) -> list[Path]:
     """One figure per dataset: test frames with their boxes, and a few negatives."""
     params = resolve(profile)
-    return [figures.data_preview(dataset_config(params, name).test_root, index,
-                                 layout.figure(params, f"data_{name}"), n=n,
-                                 title=display_dataset(params, name))
+    return [figures.data_preview(locate(params, name).test_root, index, layout.figure(params, f"data_{name}"),
+                                 n=n, title=display_dataset(params, name), media=locate(params, name).media)
             for name, index in testsets(params).items()]
 
 
@@ -84,8 +70,8 @@ def testsets(profile) -> dict[str, pd.DataFrame]:
     params = resolve(profile)
     out = {}
     for name in params["datasets"]:
-        cfg = dataset_config(params, name)
-        out[name] = extended_testset(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
+        cfg = locate(params, name)
+        out[name] = extended_testset(name, cfg.metadata_root, annotations=cfg.annotations, variant=cfg.list_variant)
     return out
 
 
@@ -117,8 +103,6 @@ def train(profile, dataset: str, method: str, *, out: str | Path | None = None,
     whose media exist, recording the list used in the run's run.json; it does not change the run
     folder (`layout.run_identity` leaves the permission out: the list used is what counts).
     """
-    from vslrepro.train import train_run
-
     params = resolve(profile)
     if allow_incomplete is not None:
         params = {**params, "train": {**params["train"], "allow_incomplete": bool(allow_incomplete)}}
@@ -184,7 +168,7 @@ def plot_overlays(profile, dataset: str, method: str, checkpoint: str | None = N
     """Predicted maps over a few test frames (positives with their ground truth, then negatives)."""
     params = resolve(profile)
     checkpoint = checkpoint or checkpoints_of(method)[-1]
-    model = method_class(method).for_evaluation(params, dataset, weights_file(params, dataset, method, checkpoint))
+    model = evaluation_model(params, dataset, method, weights_file(params, dataset, method, checkpoint))
     index, cache = test_split(params, dataset)
     positive = index["positive"].to_numpy(bool)
     rows = np.r_[np.flatnonzero(positive)[: n - n // 4], np.flatnonzero(~positive)[: n // 4]]
@@ -226,13 +210,13 @@ def tables(profile) -> dict[str, Path]:
 
 
 def plot_pr_curves(profile, checkpoint: str = "latest") -> list[Path]:
-    """Precision–recall curves (exact sweep) of every method, one figure per dataset."""
-    from vslrepro import metrics
-
+    """Precision–recall curves (exact sweep) of every method, one figure per dataset with negatives."""
     params = resolve(profile)
     samples = results.load_samples(params)
     paths = []
     for dataset, group in samples.groupby("dataset", sort=False):
+        if not dataset_class(dataset).has_negatives():
+            continue  # positives only: no precision-recall trade-off
         curves = {}
         for method, rows in group.groupby("method", sort=False):
             ckpt = checkpoint if checkpoint in set(rows["checkpoint"]) else rows["checkpoint"].iloc[0]

@@ -3,7 +3,7 @@
 Tables 2–4 are built from a *long* per-sample DataFrame: the per-sample CSVs that the evaluate step
 writes (one per dataset × method × checkpoint; columns video, audio, positive, neg_type, size, area,
 n_boxes, class, ciou, confidence, confidence_<kind>...) concatenated, with three more columns:
-`dataset` ("flickr"/"vggss"), `method` (registry name) and `checkpoint` ("best"/"latest", or "none" for
+`dataset` (a registered dataset), `method` (registry name) and `checkpoint` ("best"/"latest", or "none" for
 training-free references such as the centre prior, which then fill both checkpoint columns).
 Rows are methods (display names from the method registry) in the order of the per-sample table (the
 profile's order); `with_paper_values` puts the paper's rows first, in the paper's order, then ours. Columns are
@@ -16,13 +16,15 @@ import functools
 import importlib.resources
 import io
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from vslrepro import metrics
-from vslrepro.data.testsets import DATASET_NAMES, DATASETS, EXTENDED_NAMES
+from vslrepro.data.datasets import DATASETS, dataset_class
+from vslrepro.data.datasets import display_name as dataset_display_name
+from vslrepro.data.datasets import extended_name
 from vslrepro.methods import METHODS, display_name
 
 REFERENCE_CHECKPOINT = "none"
@@ -50,12 +52,6 @@ def paper_display_names() -> dict[str, str]:
     return dict(zip(ref["method"], ref["display"]))
 
 
-def _ordered(keys, order) -> list:
-    """`keys` sorted by their position in `order`; unknown keys last, alphabetically."""
-    known = [k for k in order if k in set(keys)]
-    return known + sorted(set(keys) - set(order))
-
-
 def _check_long(samples: pd.DataFrame, extra: tuple[str, ...] = ()) -> None:
     needed = ("dataset", "method", "checkpoint", "positive", "ciou") + extra
     missing = [c for c in needed if c not in samples.columns]
@@ -75,16 +71,31 @@ def _runs(samples: pd.DataFrame, checkpoint: str) -> dict[tuple[str, str], pd.Da
     return out
 
 
-def _grid(values: dict[tuple[str, str, str], float], labels: Mapping[str, str],
+def _grid(values: dict[tuple[str, str, str], float], label: Callable[[str], str],
           columns: tuple[str, ...]) -> pd.DataFrame:
-    """A methods × (Dataset, Metric) table from {(dataset, method, column): value}."""
-    datasets = _ordered({k[0] for k in values}, DATASETS)
-    methods = list(dict.fromkeys(k[1] for k in values))  # the order the rows were computed in
+    """A methods × (Dataset, Metric) table from {(dataset, method, column): value}; datasets and
+    methods in the order the values were computed in (the profile's), datasets named by `label`."""
+    datasets = list(dict.fromkeys(k[0] for k in values))
+    methods = list(dict.fromkeys(k[1] for k in values))
     table = pd.DataFrame(
         [[values.get((d, m, c), np.nan) for d in datasets for c in columns] for m in methods],
         index=pd.Index([_display(m) for m in methods], name="Method"),
-        columns=pd.MultiIndex.from_tuples([(labels.get(d, d), c) for d in datasets for c in columns],
+        columns=pd.MultiIndex.from_tuples([(label(d), c) for d in datasets for c in columns],
                                           names=COLUMN_NAMES))
+    return table
+
+
+def _without_negatives(samples: pd.DataFrame) -> list[str]:
+    """The datasets of `samples` whose test sets have no negatives (IS3), in order."""
+    return [d for d in dict.fromkeys(samples["dataset"]) if d in DATASETS and not dataset_class(d).has_negatives()]
+
+
+def _note_positives_only(table: pd.DataFrame, skipped: list[str], what: str) -> pd.DataFrame:
+    """Say under `table` which test sets it leaves out for having no negatives."""
+    if skipped:
+        names = ", ".join(dataset_display_name(d) for d in skipped)
+        table.attrs.setdefault("notes", []).append(
+            f"{names}: positives only (no negatives), so {what} is not defined; its LocAcc is in Table 2")
     return table
 
 
@@ -153,7 +164,7 @@ def table2(samples: pd.DataFrame, *, iou_thr: float = 0.5) -> pd.DataFrame:
                 raise ValueError(f"{dataset}/{method}/{checkpoint}: no positive sample")
             hit = rows["ciou"].to_numpy(dtype=np.float64)[positive] >= iou_thr
             values[(dataset, method, column)] = 100 * hit.mean()
-    return _grid(values, DATASET_NAMES, TABLE2_COLUMNS)
+    return _grid(values, dataset_display_name, TABLE2_COLUMNS)
 
 
 def table3(samples: pd.DataFrame, *, checkpoint: str = "latest", mode: str = "exact",
@@ -174,12 +185,15 @@ def table3(samples: pd.DataFrame, *, checkpoint: str = "latest", mode: str = "ex
         ValueError: missing columns, or invalid per-sample values (see `metrics.summarize`).
     """
     _check_long(samples, (score,))
+    skipped = _without_negatives(samples)
     values = {}
     for (dataset, method), rows in _runs(samples, checkpoint).items():
+        if dataset in skipped:
+            continue
         stats = metrics.summarize(rows["ciou"].to_numpy(), rows[score].to_numpy(),
                                   rows["positive"].to_numpy(dtype=bool), iou_thr=iou_thr, mode=mode)
         values.update({(dataset, method, col): 100 * stats[key] for col, key in TABLE3_COLUMNS.items()})
-    return _grid(values, EXTENDED_NAMES, tuple(TABLE3_COLUMNS))
+    return _note_positives_only(_grid(values, extended_name, tuple(TABLE3_COLUMNS)), skipped, "AP or max-F1")
 
 
 def table4(samples: pd.DataFrame, *, checkpoint: str = "latest", seed: int = 0, n_draws: int = 1,
@@ -203,19 +217,22 @@ def table4(samples: pd.DataFrame, *, checkpoint: str = "latest", seed: int = 0, 
         ValueError: missing columns, unknown negative types, a run without positives or negatives.
     """
     _check_long(samples, ("neg_type", score))
+    skipped = _without_negatives(samples)
     values, spread = {}, {}
     for (dataset, method), rows in _runs(samples, checkpoint).items():
+        if dataset in skipped:
+            continue
         out = metrics.negative_type_breakdown(rows, seed=seed, n_draws=n_draws, mode=mode,
                                               iou_thr=iou_thr, score=score)
         for neg_type, row in out.iterrows():
             values[(dataset, method, NEG_COLUMNS[neg_type])] = 100 * row["max_f1"]
             spread[(dataset, method, NEG_COLUMNS[neg_type])] = 100 * row.get("max_f1_std", np.nan)
     columns = tuple(c for c in NEG_COLUMNS.values() if any(k[2] == c for k in values))
-    table = _grid(values, EXTENDED_NAMES, columns)
+    table = _grid(values, extended_name, columns)
     table.attrs.update(seed=seed, n_draws=n_draws, mode=mode)
     if n_draws > 1:
-        table.attrs["std"] = _grid(spread, EXTENDED_NAMES, columns)
-    return table
+        table.attrs["std"] = _grid(spread, extended_name, columns)
+    return _note_positives_only(table, skipped, "max-F1 per negative type")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -247,8 +264,8 @@ def with_paper_values(table: pd.DataFrame, table_id: int) -> pd.DataFrame:
         raise ValueError(f"table_id must be 1, 2, 3 or 4, got {table_id!r}")
     ref = paper_values()
     ref = ref[ref["table"] == table_id]
-    labels = DATASET_NAMES if table_id == 2 else EXTENDED_NAMES
-    notes = [f"{_display(r.method) or r.dataset} / {labels.get(r.dataset, r.dataset)} / {r.column}: "
+    label = dataset_display_name if table_id == 2 else extended_name
+    notes = [f"{_display(r.method) or r.dataset} / {label(r.dataset)} / {r.column}: "
              f"paper {r.value:.2f}; {r.note}" for r in ref.itertuples() if r.note]
     if table_id == 1:
         paper = ref.pivot(index="dataset", columns="column", values="value")
@@ -260,14 +277,14 @@ def with_paper_values(table: pd.DataFrame, table_id: int) -> pd.DataFrame:
         if table.columns.nlevels != 2:
             raise ValueError(f"table {table_id} must have (Dataset, Metric) columns")
         values = {(r.dataset, r.method, r.column): r.value for r in ref.itertuples()}
-        paper = _grid(values, labels, tuple(dict.fromkeys(ref["column"])))
+        paper = _grid(values, label, tuple(dict.fromkeys(ref["column"])))
         methods = list(paper.index) + [m for m in table.index if m not in set(paper.index)]  # paper order, then ours
         columns = list(table.columns) + [c for c in paper.columns if c not in table.columns]
         ours = table.reindex(index=methods, columns=columns)
         paper = paper.reindex(index=methods, columns=columns)
         out = pd.concat({"ours": ours, "paper": paper}, axis=1, names=["Source"])
         out = out.reorder_levels([1, 2, 0], axis=1)[[(*c, s) for c in columns for s in ("ours", "paper")]]
-    out.attrs = {**table.attrs, "notes": notes}
+    out.attrs = {**table.attrs, "notes": notes + table.attrs.get("notes", [])}
     return out
 
 

@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from vslrepro import figures, layout
-from vslrepro.data.images import normalize_images
+from vslrepro import factory, figures, layout
+from vslrepro.data.datasets import run_dataset
+from vslrepro.data.formats.images import normalize_images
 from vslrepro.data.splits import test_split
 from vslrepro.data.testsets import gt_maps
-from vslrepro.methods import method_class
-from vslrepro.methods.base import LocalizationMethod
-from vslrepro.seeding import seed_everything
+from vslrepro.methods import LocalizationMethod
+from vslrepro.train import train_run
 
 
 @dataclass
@@ -85,8 +85,7 @@ def test_batch(params: dict[str, Any], dataset: str, *, n_positive: int = 6, n_n
 
 def fresh_model(params: dict[str, Any], method: str) -> LocalizationMethod:
     """`method` as its training starts under profile `params` (pretrained image weights), seeded."""
-    seed_everything(int(params["seed"]))
-    return method_class(method).for_training(params)
+    return factory.fresh_model(params, method)
 
 
 def trained_model(params: dict[str, Any], dataset: str, method: str, checkpoint: str = "latest",
@@ -96,12 +95,10 @@ def trained_model(params: dict[str, Any], dataset: str, method: str, checkpoint:
     The run is trained first if the cache does not hold it yet (what `reproduce` does; minutes on
     the smoke profile).
     """
-    from vslrepro.train import train_run
-
     run = layout.run_dir(params, dataset, method)
     if not layout.checkpoint_file(run, checkpoint).is_file():
-        train_run(params, dataset, layout.run_method(method), run, progress=progress)
-    return method_class(method).for_evaluation(params, dataset, layout.checkpoint_file(run, checkpoint))
+        train_run(params, run_dataset(params, dataset), layout.run_method(method), run, progress=progress)
+    return factory.evaluation_model(params, dataset, method, layout.checkpoint_file(run, checkpoint))
 
 
 def shapes(**tensors: torch.Tensor | np.ndarray) -> None:

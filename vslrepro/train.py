@@ -52,18 +52,20 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from tqdm.auto import tqdm
+
 from vslrepro import metrics
 from vslrepro.atomic import atomic_torch_save, atomic_write_text, exclusive
-from vslrepro.data.cache import CachedPairs
+from vslrepro.data.caches import CachedPairs
+from vslrepro.data.datasets import locate
 from vslrepro.data.errors import IncompleteDataError, SkipLog
-from vslrepro.data.images import normalize_images
-from vslrepro.data.lists import read_id_list
+from vslrepro.data.formats.images import normalize_images
+from vslrepro.data.formats.lists import read_id_list
 from vslrepro.data.splits import train_split, validation_split
 from vslrepro.evaluate import score_samples
+from vslrepro.factory import training_model
 from vslrepro.layout import run_identity
-from vslrepro.methods import method_class
-from vslrepro.methods.checkpoints import load_weights_file
-from vslrepro.profiles import dataset_config
+from vslrepro.methods import load_weights_file, method_class
 from vslrepro.provenance import environment
 from vslrepro.seeding import cpu_threads, seed_everything
 
@@ -191,7 +193,7 @@ def data_coverage(params: dict[str, Any], dataset: str, train_cache, skipped_tra
     """What the run trains and validates on, for run.json: the training list, how many of its
     clips were listed and used, the ids left out, a digest of the ids used; the same counts for the
     validation set."""
-    train_list = dataset_config(params, dataset).train_list
+    train_list = locate(params, dataset).train_list
     used = [video for video, _ in train_cache.pairs]
     listed = len(read_id_list(train_list))
     val_listed = int(val_index.attrs.get("listed", len(val_index)))
@@ -287,7 +289,7 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         dist.barrier()
     if rank != 0:
         train_cache = train_split(params, dataset, skip=SkipLog() if allow_incomplete else None)
-    model = cls.for_training(params).to(dev)
+    model = training_model(params, method).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -315,7 +317,6 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         loader = DataLoader(data, batch_size=per_rank, sampler=order, num_workers=cfg["num_workers"],
                             pin_memory=dev.type == "cuda", persistent_workers=False)
         if progress and rank == 0:
-            from tqdm.auto import tqdm
             loader = tqdm(loader, desc=f"{method}/{dataset} epoch {epoch + 1}/{cfg['epochs']}", leave=False)
         model.train()
         losses = []

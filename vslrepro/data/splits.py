@@ -1,4 +1,5 @@
-"""The three splits of a profile's dataset — train, validation, extended test — as tensor caches.
+"""A profile's data: generated or checked (`ensure_data`), and the three splits of each dataset —
+train, validation, extended test — as tensor caches.
 
 One place turns a profile + dataset name into (index, cache) pairs, so the trainer, the evaluate
 stage, the benchmarks and the notebooks all read the same data the same way.
@@ -14,18 +15,45 @@ allowed run built without some pairs is never handed silently to a caller that w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vslrepro.data.cache import (AudioParams, CompressedCache, TensorCache, build_cache, cache_key, free_bytes,
-                                 projected_bytes)
+from vslrepro.data.caches import (AudioParams, CompressedCache, TensorCache, build_cache, cache_key, free_bytes,
+                                  projected_bytes)
+from vslrepro.data.datasets import DatasetConfig, locate, synthetic_root
 from vslrepro.data.errors import DataError, IncompleteDataError, SkipLog, describe_left_out
-from vslrepro.data.lists import read_id_list
+from vslrepro.data.formats.lists import read_id_list
+from vslrepro.data.formats.media import media_files
+from vslrepro.data.synthetic import generate
 from vslrepro.data.testsets import check_media, extended_testset, positives_index
 from vslrepro.paths import cache_dir
-from vslrepro.profiles import DatasetConfig, dataset_config
+
+
+def ensure_data(params: dict[str, Any]) -> dict[str, Any]:
+    """The profile's data, ready: the embedded synthetic benchmark generated (once; its manifest is
+    returned), or the real roots checked to exist (their locations are returned).
+
+    Raises:
+        FileNotFoundError: real roots that are not there, all of them named.
+    """
+    if params["data"]["source"] == "synthetic":
+        root = synthetic_root(params)
+        if not (root / "manifest.json").is_file():
+            generate(root, scale=params["data"]["synth_scale"], seed=int(params["seed"]))
+        return json.loads((root / "manifest.json").read_text())
+    missing = []
+    for name in params["datasets"]:
+        cfg = locate(params, name)
+        for path in (cfg.train_root, cfg.train_list, cfg.test_root, cfg.metadata_root / "metadata"):
+            if path is not None and not Path(path).exists():
+                missing.append(f"{name}: {path}")
+    if missing:
+        raise FileNotFoundError("profile " + params["profile"] + " points at data that is not there:\n  "
+                                + "\n  ".join(missing) + "\nedit the data section of its YAML file")
+    return {"source": "real", "datasets": {name: locate(params, name).as_dict() for name in params["datasets"]}}
 
 
 def audio_params(params: dict[str, Any]) -> AudioParams:
@@ -46,7 +74,9 @@ def tensor_dir(params: dict[str, Any], name: str) -> Path:
 
 def _train_pairs(params: dict[str, Any], name: str) -> list[tuple[str, str]]:
     """The (id, id) pairs of the dataset's training list (all of them, media present or not)."""
-    cfg = dataset_config(params, name)
+    cfg = locate(params, name)
+    if cfg.train_list is None:
+        raise ValueError(f"{name} is an evaluation-only test set: it has no training list")
     ids = read_id_list(cfg.train_list)
     if not ids:
         raise DataError(f"{cfg.train_list}: the training list is empty")
@@ -62,12 +92,11 @@ def train_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = Non
         IncompleteDataError: without `skip`, listed clips whose frame or WAV is missing (all of them
             named, up to a few) or unreadable; with `skip` they are recorded there and left out.
     """
-    cfg = dataset_config(params, name)
+    cfg = locate(params, name)
     listed = _train_pairs(params, name)
     found = SkipLog()
     for clip, _ in listed:
-        for path, kind in ((cfg.train_root / "frames" / f"{clip}.jpg", "frame"),
-                           (cfg.train_root / "audio" / f"{clip}.wav", "audio")):
+        for path, kind in zip(media_files(cfg.train_root, clip, clip, cfg.media), ("frame", "audio")):
             if not path.is_file():
                 found.add(clip, path, f"{path}: {kind} not found (id {clip}, listed in {cfg.train_list})")
     missing = found.ids
@@ -75,7 +104,7 @@ def train_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = Non
     _refuse_or_record(found, len(listed), len(listed) - len(pairs), f"training clips listed in {cfg.train_list}",
                       skip)
     return _build(cfg.train_root, pairs, tensor_dir(params, name), "train", params, skip, progress,
-                  storage=train_storage(params))
+                  storage=train_storage(params), media=cfg.media)
 
 
 def _refuse_or_record(found: SkipLog, listed: int, left_out: int, what: str, skip: SkipLog | None) -> None:
@@ -88,7 +117,8 @@ def _refuse_or_record(found: SkipLog, listed: int, left_out: int, what: str, ski
 
 
 def _build(root: Path, pairs: list[tuple[str, str]], folder: Path, mode: str, params: dict[str, Any],
-           skip: SkipLog | None, progress: bool, storage: str = "decoded") -> TensorCache | CompressedCache:
+           skip: SkipLog | None, progress: bool, storage: str = "decoded",
+           media: tuple[str, str] = ("frames", "audio")) -> TensorCache | CompressedCache:
     """`build_cache` of `pairs`, then a check that it holds them all (or that `skip` names the rest).
 
     A cache is keyed by the pairs asked for; one built while skipping holds fewer (the unreadable
@@ -96,7 +126,8 @@ def _build(root: Path, pairs: list[tuple[str, str]], folder: Path, mode: str, pa
     """
     try:
         cache = build_cache(root, pairs, folder, mode=mode, size=params["input"]["image_size"],
-                            audio=audio_params(params), skip=skip, progress=progress, storage=storage)
+                            audio=audio_params(params), skip=skip, progress=progress, storage=storage,
+                            media=media)
     except DataError as error:
         if skip is None and isinstance(error.__cause__, DataError):  # one sample could not be decoded
             raise IncompleteDataError(f"{error} (unreadable media under {root})") from error
@@ -120,13 +151,13 @@ def _cached_index(params: dict[str, Any], cfg: DatasetConfig, index: pd.DataFram
     """Check the media of `index` (a `split` of dataset `cfg`), then cache its pairs for testing."""
     listed = len(index)
     found = SkipLog()
-    kept = check_media(index, cfg.test_root, skip=found)
+    kept = check_media(index, cfg.test_root, skip=found, media=cfg.media)
     files = index.attrs.get("files", {})
     source = files.get("extended_csv") or files.get("test_list") or "its index"
     _refuse_or_record(found, listed, listed - len(kept), f"{split} samples of {cfg.name} ({source})", skip)
     index = kept
     cache = _build(cfg.test_root, list(zip(index["video"], index["audio"])), tensor_dir(params, cfg.name),
-                   "test", params, skip, progress)
+                   "test", params, skip, progress, media=cfg.media)
     if len(cache) != len(index):  # pairs dropped on request while decoding
         kept = {tuple(p) for p in cache.pairs}
         mask = [(v, a) in kept for v, a in zip(index["video"], index["audio"])]
@@ -139,14 +170,15 @@ def _cached_index(params: dict[str, Any], cfg: DatasetConfig, index: pd.DataFram
 
 def _validation_index(params: dict[str, Any], name: str) -> tuple[DatasetConfig, pd.DataFrame]:
     """The dataset whose media the validation split reads, and the split's index."""
-    cfg = dataset_config(params, name)
+    cfg = locate(params, name)
     if cfg.val_from is not None and cfg.val_from != name:
-        other = dataset_config(params, cfg.val_from)
-        return other, positives_index(other.name, other.metadata_root, flickr_list=other.flickr_list)
+        other = locate(params, cfg.val_from)
+        return other, positives_index(other.name, other.metadata_root, annotations=other.annotations,
+                                      variant=other.list_variant)
     if cfg.val_list is None and cfg.val_annotations is None:
-        return cfg, positives_index(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
+        return cfg, positives_index(name, cfg.metadata_root, annotations=cfg.annotations, variant=cfg.list_variant)
     return cfg, positives_index(name, cfg.metadata_root, test_list=cfg.val_list,
-                                annotations=cfg.val_annotations, flickr_list=cfg.flickr_list)
+                                annotations=cfg.val_annotations, variant=cfg.list_variant)
 
 
 def validation_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None,
@@ -162,8 +194,8 @@ def validation_split(params: dict[str, Any], name: str, *, skip: SkipLog | None 
 def test_split(params: dict[str, Any], name: str, *, skip: SkipLog | None = None,
                progress: bool = False) -> tuple[pd.DataFrame, TensorCache]:
     """The extended test set (positives + negatives) of a dataset."""
-    cfg = dataset_config(params, name)
-    index = extended_testset(name, cfg.metadata_root, flickr_list=cfg.flickr_list)
+    cfg = locate(params, name)
+    index = extended_testset(name, cfg.metadata_root, annotations=cfg.annotations, variant=cfg.list_variant)
     return _cached_index(params, cfg, index, "test", skip=skip, progress=progress)
 
 
@@ -179,22 +211,22 @@ def cache_footprints(params: dict[str, Any], datasets: list[str]) -> list[dict[s
     size, audio = params["input"]["image_size"], audio_params(params)
     rows, seen = [], set()
 
-    def add(dataset: str, split: str, root: Path, pairs: list[tuple[str, str]], mode: str, storage: str,
-            folder: Path) -> None:
-        target = folder / cache_key(root, pairs, mode, size, audio, storage=storage)
+    def add(dataset: str, split: str, cfg: DatasetConfig, root: Path, pairs: list[tuple[str, str]], mode: str,
+            storage: str, folder: Path) -> None:
+        target = folder / cache_key(root, pairs, mode, size, audio, storage=storage, media=cfg.media)
         if target in seen:
             return
         seen.add(target)
-        projection = projected_bytes(root, pairs, mode=mode, size=size, audio=audio, storage=storage)
+        projection = projected_bytes(root, pairs, mode=mode, size=size, audio=audio, storage=storage, media=cfg.media)
         rows.append({"dataset": dataset, "split": split, "storage": storage, **projection,
                      "built": (target / "done.json").is_file(), "folder": target})
 
     for name in datasets:
-        cfg = dataset_config(params, name)
-        add(name, "train", cfg.train_root, _train_pairs(params, name), "train", train_storage(params),
+        cfg = locate(params, name)
+        add(name, "train", cfg, cfg.train_root, _train_pairs(params, name), "train", train_storage(params),
             tensor_dir(params, name))
         val_cfg, index = _validation_index(params, name)
-        add(name, f"validation ({val_cfg.name} media)", val_cfg.test_root, list(zip(index["video"], index["audio"])),
+        add(name, f"validation ({val_cfg.name} media)", val_cfg, val_cfg.test_root, list(zip(index["video"], index["audio"])),
             "test", "decoded", tensor_dir(params, val_cfg.name))
     return rows
 

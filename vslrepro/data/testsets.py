@@ -25,30 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vslrepro.data.annotations import MAP_SIZE, gt_map, read_flickr_boxes, read_vggss_json, size_bucket
+from vslrepro.data.datasets import dataset_class
 from vslrepro.data.errors import DataError, SkipLog
-from vslrepro.data.lists import (
-    FLICKR_LIST_VARIANTS,
-    NEGATIVE_LABEL,
-    read_classes,
-    read_csv_ids,
-    read_extended_csv,
-    read_flickr_test_ids,
-    read_vggsound_csv,
-)
+from vslrepro.data.formats.boxes import MAP_SIZE, size_bucket
+from vslrepro.data.formats.media import COMMUNITY, media_files
+from vslrepro.data.formats.lists import NEGATIVE_LABEL, read_classes, read_extended_csv, read_vggsound_csv
 
-DATASETS = ("flickr", "vggss")  # the two benchmarks, by the names used everywhere in the package
-DATASET_NAMES = {"flickr": "Flickr-SoundNet", "vggss": "VGG-SS"}                    # Table 2 headers
-EXTENDED_NAMES = {"flickr": "Extended Flickr-SoundNet", "vggss": "Extended VGG-SS"}  # Tables 1, 3, 4
 COLUMNS = ("video", "audio", "positive", "neg_type", "n_boxes", "area", "size", "class", "audio_class")
 STR_COLUMNS = ("video", "audio", "neg_type", "size", "class", "audio_class")
-
-
-def _check_args(name: str, flickr_list: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"unknown test set {name!r}: expected one of {DATASETS}")
-    if flickr_list not in FLICKR_LIST_VARIANTS:
-        raise ValueError(f"unknown Flickr test-list variant {flickr_list!r}: expected one of {FLICKR_LIST_VARIANTS}")
 
 
 def _resolve(root: Path, path: str | Path) -> Path:
@@ -79,43 +63,6 @@ def _class_tables(root: Path) -> tuple[dict[str, str], list[str]]:
     return classes, files
 
 
-def _load_positives(
-    name: str, root: Path, test_list, annotations, flickr_list: str, allow_duplicates: bool
-) -> tuple[list[str], dict[str, np.ndarray], dict[str, str], dict[str, object]]:
-    """(ids, boxes by id, classes from the annotation file, files read) of an annotated split."""
-    if name == "flickr":
-        list_path = _resolve(root, test_list or "metadata/flickr_test.csv")
-        ids = read_flickr_test_ids(list_path, flickr_list, allow_duplicates=allow_duplicates)
-        annotation_dir = _resolve(root, annotations or "Annotations")
-        boxes = {}
-        for clip in _unique(ids)[0]:
-            try:
-                boxes[clip] = read_flickr_boxes(annotation_dir / f"{clip}.xml")
-            except DataError as error:
-                raise DataError(f"{error} (id {clip} listed in {list_path})") from error
-        return ids, boxes, {}, {"test_list": str(list_path), "annotations": str(annotation_dir)}
-
-    annotation_path = _resolve(root, annotations or "metadata/vggss.json")
-    entries = read_vggss_json(annotation_path)
-    default_list = root / "metadata" / "vggss_test.csv"  # pairs with the default JSON only
-    if test_list is not None:
-        list_path = _resolve(root, test_list)
-        ids = read_csv_ids(list_path, allow_duplicates=allow_duplicates)
-    elif annotations is None and default_list.is_file():
-        list_path, ids = default_list, read_csv_ids(default_list, allow_duplicates=allow_duplicates)
-    else:
-        list_path, ids = annotation_path, list(entries)
-    missing = [clip for clip in ids if clip not in entries]
-    if missing:
-        raise DataError(
-            f"{annotation_path}: no annotation for id {missing[0]} listed in {list_path}"
-            + (f" ({len(missing)} ids without annotation in all)" if len(missing) > 1 else "")
-        )
-    boxes = {clip: entries[clip].boxes for clip in ids}
-    classes = {clip: entry.cls for clip, entry in entries.items() if entry.cls}
-    return ids, boxes, classes, {"test_list": str(list_path), "annotations": str(annotation_path)}
-
-
 class BoxTable(dict):
     """{clip id: (n, 4) int64 boxes}, shared rather than copied when pandas copies `DataFrame.attrs`.
 
@@ -144,9 +91,9 @@ def _frame(rows: dict[str, list]) -> pd.DataFrame:
     return frame.astype({**dtypes, "positive": bool, "n_boxes": np.int64, "area": np.float64})
 
 
-def _positive_rows(name: str, ids: list[str], boxes: dict[str, np.ndarray], classes: dict[str, str]) -> dict:
+def _positive_rows(dataset: type, ids: list[str], boxes: dict[str, np.ndarray], classes: dict[str, str]) -> dict:
     """Columns of the positive rows, one per id."""
-    areas = [float(gt_map(name, boxes[clip]).sum()) for clip in ids]
+    areas = [float(dataset.gt_map(boxes[clip]).sum()) for clip in ids]
     labels = [classes.get(clip, "") for clip in ids]
     return {
         "video": list(ids),
@@ -178,28 +125,39 @@ def _negative_rows(pairs: pd.DataFrame, classes: dict[str, str]) -> dict:
     }
 
 
+def _check_variant(dataset: type, variant: str | None) -> str | None:
+    """The test-list variant to read: the dataset's default when None; an unknown one is refused."""
+    if variant is None:
+        return dataset.list_variants[0] if dataset.list_variants else None
+    if variant not in dataset.list_variants:
+        known = f"one of {dataset.list_variants}" if dataset.list_variants else "none (it has one test list)"
+        raise ValueError(f"unknown {dataset.display_name} test-list variant {variant!r}: expected {known}")
+    return variant
+
+
 def _positives(
-    name: str, root: Path, test_list, annotations, flickr_list: str, allow_duplicates: bool
+    name: str, root: Path, test_list, annotations, variant: str | None, allow_duplicates: bool
 ) -> tuple[dict, dict[str, object], dict[str, str]]:
-    """(positive rows, attrs, class table: annotation JSON over classes.csv over vggsound.csv)."""
-    _check_args(name, flickr_list)
-    ids, boxes, json_classes, files = _load_positives(name, root, test_list, annotations, flickr_list,
-                                                      allow_duplicates)
-    ids, repeated = _unique(ids)
+    """(positive rows, attrs, class table: annotation file over classes.csv over vggsound.csv)."""
+    dataset = dataset_class(name)
+    variant = _check_variant(dataset, variant)
+    read = dataset.read_positives(root, test_list=test_list, annotations=annotations, variant=variant,
+                                  allow_duplicates=allow_duplicates)
+    ids, repeated = _unique(read.ids)
     if not ids:
-        variant = f" (Flickr list {flickr_list})" if name == "flickr" else ""
-        raise DataError(f"{files['test_list']}: no positives: the test list{variant} gives no ids "
-                        f"(annotations {files['annotations']})")
+        which = f" ({dataset.display_name} list {variant})" if variant else ""
+        raise DataError(f"{read.files['test_list']}: no positives: the test list{which} gives no ids "
+                        f"(annotations {read.files['annotations']})")
     classes, class_files = _class_tables(root)
-    classes.update(json_classes)
+    classes.update(read.classes)
     attrs = {
         "dataset": name,
-        "flickr_list": flickr_list if name == "flickr" else None,
-        "files": {**files, "classes": class_files},
-        "boxes": BoxTable(boxes),
+        "list_variant": variant,
+        "files": {**read.files, "classes": class_files},
+        "boxes": BoxTable(read.boxes),
         "duplicate_ids": repeated,
     }
-    return _positive_rows(name, ids, boxes, classes), attrs, classes
+    return _positive_rows(dataset, ids, read.boxes, classes), attrs, classes
 
 
 def positives_index(
@@ -208,41 +166,41 @@ def positives_index(
     *,
     test_list: str | Path | None = None,
     annotations: str | Path | None = None,
-    flickr_list: str = "250",
+    variant: str | None = None,
     allow_duplicates: bool = False,
 ) -> pd.DataFrame:
     """Index the annotated positives of a test (or annotated validation) split.
 
-    Flickr: ids from `root/metadata/flickr_test.csv` (or `test_list`, filtered by `flickr_list`),
-    boxes from `root/Annotations/<id>.xml` (or the `annotations` directory). VGG-SS: ids from
-    `test_list`, else `root/metadata/vggss_test.csv` when it exists and `annotations` is not given,
-    else every entry of the JSON; boxes and class from `root/metadata/vggss.json` (or the
-    `annotations` JSON). Relative paths resolve against `root`. Classes missing from the JSON (and
-    all Flickr classes) come from `metadata/classes.csv` / `metadata/vggsound.csv` when present,
-    else "". A repeated id in the test list is an error; with `allow_duplicates` it is kept once
-    (the official loader uses a set) and each repeat is listed in `attrs["duplicate_ids"]`.
+    The dataset's module reads its files (`Dataset.read_positives`): e.g. Flickr-SoundNet's
+    `metadata/flickr_test.csv` and `Annotations/<id>.xml`, VGG-SS's `metadata/vggss.json` (with
+    `metadata/vggss_test.csv` when present). `test_list` / `annotations` name other files, relative
+    to `root` unless absolute. Classes missing from the annotations come from
+    `metadata/classes.csv` / `metadata/vggsound.csv` when present, else "". A repeated id in the
+    test list is an error; with `allow_duplicates` it is kept once (the official loader uses a set)
+    and each repeat is listed in `attrs["duplicate_ids"]`.
 
     Args:
-        name: "flickr" or "vggss".
-        root: the test split's data root.
+        name: a registered dataset ("flickr", "vggss", "is3", ...).
+        root: the test split's metadata root.
         test_list: another id list (e.g. "metadata/flickr_val.csv").
-        annotations: another annotation directory (Flickr) or JSON file (VGG-SS).
-        flickr_list: "250" (SLAVC's list) or "249" (EZ-VSL/LVS: without id 3908875350).
+        annotations: another annotation directory (Flickr) or file (VGG-SS, IS3).
+        variant: the test list of a dataset that has several (Flickr: "250", SLAVC's, the default,
+            or "249", EZ-VSL/LVS's, without id 3908875350).
         allow_duplicates: accept a repeated id in the test list (kept once, recorded) instead of raising.
 
     Returns:
         DataFrame, one row per positive: video, audio (= video), positive (True), neg_type (""),
         n_boxes, area (Σ of the ground-truth map, 224² px), size (bucket), class, audio_class
-        (= class). `attrs`: dataset, flickr_list (None for VGG-SS), files (what was read),
+        (= class). `attrs`: dataset, list_variant (None without variants), files (what was read),
         boxes (a `BoxTable` {id: (n, 4) int64}), duplicate_ids (one entry per repeated row of the
         test list, so its length is the number of rows dropped; empty unless allow_duplicates).
 
     Raises:
-        ValueError: unknown name or flickr_list.
+        ValueError: unknown dataset or variant.
         DataError: a missing or malformed list/annotation, a listed id without annotation, a
             repeated id (unless allow_duplicates), or no positive at all.
     """
-    rows, attrs, _ = _positives(name, Path(root), test_list, annotations, flickr_list, allow_duplicates)
+    rows, attrs, _ = _positives(name, Path(root), test_list, annotations, variant, allow_duplicates)
     index = _frame(rows)
     index.attrs = attrs
     return index
@@ -262,7 +220,7 @@ def extended_testset(
     name: str,
     root: str | Path,
     *,
-    flickr_list: str = "250",
+    variant: str | None = None,
     extended_csv: str | Path | None = None,
     test_list: str | Path | None = None,
     annotations: str | Path | None = None,
@@ -270,16 +228,17 @@ def extended_testset(
 ) -> pd.DataFrame:
     """Index an extended test set: the positives plus one row per negative pair.
 
-    Negatives come from `root/metadata/{name}_test_plus_silent.csv` (or `extended_csv`), rows
-    labelled `non-sounding`; they get n_boxes 0, area 0.0, size "" and a neg_type (see
-    `negative_type`), with classes from vggss.json (VGG-SS), `metadata/classes.csv` and
-    `metadata/vggsound.csv` when present. A negative's video need not be a positive id. Only
-    metadata (and Flickr XML) are read, never frames or audio.
+    Negatives come from the dataset's `*_test_plus_silent.csv` (`Dataset.extended_csv`, e.g.
+    `root/metadata/vggss_test_plus_silent.csv`; or `extended_csv`), rows labelled `non-sounding`;
+    they get n_boxes 0, area 0.0, size "" and a neg_type (see `negative_type`), with classes from the
+    annotations, `metadata/classes.csv` and `metadata/vggsound.csv` when present. A negative's video
+    need not be a positive id. A test set of positives only (IS3: `extended_csv` None) has no
+    negative rows. Only metadata are read, never frames or audio.
 
     Args:
-        name: "flickr" or "vggss".
+        name: a registered dataset.
         root: the extended test split's data root.
-        flickr_list: "250" or "249" (see `positives_index`).
+        variant: the test list (see `positives_index`).
         extended_csv: another negatives csv (relative to root unless absolute).
         test_list, annotations: as in `positives_index`.
         allow_duplicates: accept repeats: a repeated test id is kept once, a repeated negative pair
@@ -292,13 +251,19 @@ def extended_testset(
         (video, audio) per repeated row of the extended csv) added.
 
     Raises:
-        ValueError: unknown name or flickr_list.
+        ValueError: unknown dataset or variant.
         DataError: as `positives_index`; a missing/malformed extended csv; a repeated pair (unless
             allow_duplicates); no negative at all; a real negative whose id is also a positive.
     """
     root = Path(root)
-    positives, attrs, classes = _positives(name, root, test_list, annotations, flickr_list, allow_duplicates)
-    csv_path = _resolve(root, extended_csv or f"metadata/{name}_test_plus_silent.csv")
+    positives, attrs, classes = _positives(name, root, test_list, annotations, variant, allow_duplicates)
+    default_csv = dataset_class(name).extended_csv(root)
+    if extended_csv is None and default_csv is None:  # positives only
+        index = _frame(positives)
+        attrs["duplicate_pairs"] = []
+        index.attrs = attrs
+        return index
+    csv_path = _resolve(root, extended_csv or default_csv)
     pairs = read_extended_csv(csv_path, allow_duplicates=allow_duplicates)
     if pairs.empty:
         raise DataError(f"{csv_path}: no negatives: no row is labelled {NEGATIVE_LABEL!r} "
@@ -322,7 +287,8 @@ def gt_maps(index: pd.DataFrame, dataset: str) -> np.ndarray:
 
     Args:
         index: from `positives_index` / `extended_testset` (needs attrs["boxes"]).
-        dataset: "flickr" (consensus) or "vggss" (union).
+        dataset: whose ground-truth convention applies (`Dataset.gt_map`: Flickr-SoundNet's
+            consensus, VGG-SS's union, ...).
 
     Returns:
         float32 array (N, 224, 224).
@@ -331,8 +297,7 @@ def gt_maps(index: pd.DataFrame, dataset: str) -> np.ndarray:
         ValueError: unknown dataset, or one different from index.attrs["dataset"], or no boxes.
         DataError: a positive row whose id has no boxes.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
+    convention = dataset_class(dataset)
     recorded = index.attrs.get("dataset")
     if recorded is not None and recorded != dataset:
         raise ValueError(f"index was built for {recorded!r}, not {dataset!r}")
@@ -344,7 +309,7 @@ def gt_maps(index: pd.DataFrame, dataset: str) -> np.ndarray:
         if positive:
             if video not in boxes:
                 raise DataError(f"positive id {video} has no boxes in the index")
-            maps[row] = gt_map(dataset, boxes[video])
+            maps[row] = convention.gt_map(boxes[video])
     return maps
 
 
@@ -353,12 +318,13 @@ def _source(index: pd.DataFrame, positive: bool) -> str:
     return str(files.get("test_list" if positive else "extended_csv", "the index"))
 
 
-def check_media(index: pd.DataFrame, media_root: str | Path, *, skip: SkipLog | None = None) -> pd.DataFrame:
+def check_media(index: pd.DataFrame, media_root: str | Path, *, skip: SkipLog | None = None,
+                media: tuple[str, str] = COMMUNITY) -> pd.DataFrame:
     """Check that every row has `frames/<video>.jpg` and `audio/<audio>.wav` under media_root.
 
     Args:
         index: from `positives_index` / `extended_testset`.
-        media_root: the split root holding `frames/` and `audio/`.
+        media_root: the split root holding `frames/` and `audio/` (or the dataset's `media` folders).
         skip: when given, each missing file is recorded there (id, file, reason) and its row dropped.
 
     Returns:
@@ -373,8 +339,8 @@ def check_media(index: pd.DataFrame, media_root: str | Path, *, skip: SkipLog | 
     for row, (video, audio, positive) in enumerate(zip(index["video"], index["audio"], index["positive"])):
         source = _source(index, bool(positive))
         pair = f"pair video={video} audio={audio}" if video != audio else f"id {video}"
-        for clip, path, kind in ((video, media_root / "frames" / f"{video}.jpg", "frame"),
-                                 (audio, media_root / "audio" / f"{audio}.wav", "audio")):
+        frame, sound = media_files(media_root, video, audio, media)
+        for clip, path, kind in ((video, frame, "frame"), (audio, sound, "audio")):
             if not path.is_file():
                 problems.append((row, clip, path, f"{path}: {kind} not found ({pair}, listed in {source})"))
     if problems and skip is None:

@@ -1,81 +1,50 @@
-"""Localization methods by name: the registry.
+"""Localization methods: one module per method, and the public names every other layer uses.
 
-Every method module decorates its class with `@register("<name>")`; `method_class(name)` returns
-the class, which owns everything about the method (the contract is in `vslrepro.methods.base`):
-its display name, whether and how it trains, how it is built from a profile and loaded for
-evaluation. `build_method(name, **cfg)` builds one from keyword arguments.
+Every method module (a module of this package whose name does not start with "_") holds one
+`LocalizationMethod` subclass registered with `@register("<name>")`; importing this package imports
+them all, so a new method is one new file here (no list to extend). The private modules hold what
+the methods share: the contract (`_base`), the registry (`_registry`), the encoders (`_backbones`),
+checkpoint reading (`_checkpoints`) and k-means (`_kmeans`). Other layers import from this package
+only, never from a private module.
+
+Methods take plain arguments (backbone, dim, hyperparameters, weights); turning a profile into a
+method is `vslrepro.factory`'s job.
 
     >>> from vslrepro.methods import method_class
     >>> method_class("ezvsl_ogl").run_method()
     'ezvsl'
-
-A new method is one module under `vslrepro/methods/` (every module of the package is imported
-here, so it registers itself) and its parameters in `params/*.yaml`; a class registered anywhere
-else (e.g. in a test) works the same way.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import importlib
+import pkgutil
 
-METHODS: dict[str, type] = {}
+from vslrepro.methods._backbones import BACKBONES, build_backbones, build_image_encoder
+from vslrepro.methods._base import (Localization, LocalizationMethod, confidence_scores, unit_scale,
+                                    upsample_maps)
+from vslrepro.methods._checkpoints import load_state_dict_file, load_weights_file
+from vslrepro.methods._registry import METHODS, display_name, method_class, register
 
-T = TypeVar("T", bound=type)
-
-
-def register(name: str) -> Callable[[T], T]:
-    """Class decorator adding a `LocalizationMethod` subclass to `METHODS` under `name`.
-
-    Sets the class attribute `name`. Registering the same name twice with a different class raises
-    ValueError (re-registering the same class, e.g. on module reload, is allowed).
-    """
-
-    def decorate(cls: T) -> T:
-        known = METHODS.get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise ValueError(f"method name {name!r} is already registered by {known.__qualname__}")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return decorate
+__all__ = ["BACKBONES", "METHODS", "Localization", "LocalizationMethod", "build_backbones", "build_image_encoder",
+           "build_method", "confidence_scores", "display_name", "load_state_dict_file", "load_weights_file",
+           "method_class", "register", "unit_scale", "upsample_maps"]
 
 
-def method_class(name: str) -> type:
-    """The class registered as `name`.
+def build_method(name: str, **arguments):
+    """Build the method registered as `name` with keyword arguments (see `LocalizationMethod.build`).
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ValueError: for an unknown name (listing the known ones) or an argument the method does not
+            accept (listing the accepted ones).
     """
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
-
-
-def display_name(name: str) -> str:
-    """The table name of a method (its registry name when it is not registered, or has none)."""
-    cls = METHODS.get(name)
-    return (cls.display_name or name) if cls is not None else name
-
-
-def build_method(name: str, **cfg: Any):
-    """Build the method registered as `name` with keyword configuration `cfg`.
-
-    Raises:
-        ValueError: for an unknown name (listing the known ones) or a configuration key the method
-            does not accept (listing the accepted ones).
-    """
-    return method_class(name).build(**cfg)
+    return method_class(name).build(**arguments)
 
 
 def _import_method_modules() -> None:
-    """Import every module of this package: method modules register themselves on import, so a new
-    method is one new file here (no list of modules to extend)."""
-    import importlib
-    import pkgutil
-
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    """Import every public module of this package: method modules register themselves on import."""
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{__name__}.{module}")
 
 
-_import_method_modules()  # after `register` is defined, which the modules use
+_import_method_modules()

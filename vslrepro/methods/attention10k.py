@@ -88,9 +88,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones
-from vslrepro.methods.base import Localization, LocalizationMethod, confidence_scores, method_params, upsample_maps
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones
+from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
 
 COSINE_BOUNDS = (-1.0, 1.0)  # range of the cosine map c that the confidences are read from
 
@@ -151,8 +151,6 @@ class Attention10k(LocalizationMethod):
     """
 
     display_name = "Attention10k"
-    trainable = True
-    trains_as = None
     upsample_mode = "bilinear"
     align_corners = False
     map_bounds = (0.0, 1.0)
@@ -173,19 +171,6 @@ class Attention10k(LocalizationMethod):
         self.att_softmax = nn.Softmax(dim=-1)
         self.vision_fc1 = nn.Linear(image_channels, dim or image_channels)
         self.vision_fc2 = nn.Linear(dim or image_channels, audio_channels)
-
-    @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone and dim from the profile's `model:` section, the rest from `methods: attention10k:`."""
-        model = params["model"]
-        return {"backbone": model["backbone"], "dim": model["dim"], **method_params(params, "attention10k")}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "Attention10k":
-        """A fresh model whose image encoder starts from the profile's pretrained weights."""
-        from vslrepro.pretrained import image_weights
-
-        return cls.build(**cls.config(params), image_weights=image_weights(params))
 
     # ------------------------------------------------------------------ the model, step by step
 

@@ -41,7 +41,7 @@ epoch `stage_one_epochs`. Deviations, and why:
   tables) that the benchmark cannot ship and that would add category supervision the other methods
   lack. Ours: stage 1 trains L_avc alone; at the stage boundary the stage-1 encoders are frozen into
   a *labeller* (`labeller_imgnet`, `labeller_audnet`) and k-means (K = `classes`, k-means++ seeded by
-  `kmeans_seed`, float64) clusters the joint embedding [ā/‖ā‖; v̄/‖v̄‖] of the labeller's pooled
+  `seed`, float64) clusters the joint embedding [ā/‖ā‖; v̄/‖v̄‖] of the labeller's pooled
   features over the whole training set (`data.batches()`: central crops, index order). In stage 2
   each training pair's label is the one-hot nearest centre of its labeller embedding, shared by both
   modalities (the README says one set of labels for both modalities also works). The labeller and
@@ -96,10 +96,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones
-from vslrepro.methods.base import (Localization, LocalizationMethod, confidence_scores, method_params,
-                                   upsample_maps)
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones
+from vslrepro.methods._checkpoints import load_state_dict_file
+from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
 
 STAGE_TWO_PARTS = ("class_a", "class_v", "project_a", "project_v")  # no loss in stage 1
 
@@ -271,7 +271,7 @@ class CoarsetoFine(LocalizationMethod):
         double_sigmoid: apply the sigmoid twice to the audio logits at test time, as the original's
             `test` + `visualize` do (default); False: once.
         layer4_stride: 1 (original output stride 16: 14×14 maps) or 2 (7×7), for both encoders.
-        kmeans_seed: seed of the k-means++ draws at the stage boundary.
+        seed: seed of the k-means++ draws at the stage boundary (the profile's `seed`).
         image_weights: initial weights of the image encoder (see `backbones.build_image_encoder`).
 
     Raises:
@@ -282,16 +282,14 @@ class CoarsetoFine(LocalizationMethod):
     hyperparameter_ranges = {"classes": {"minimum": 1}, "stage_one_epochs": {"minimum": 0},
                              "embed_dim": {"minimum": 1}, "avc_hidden": {"minimum": 1},
                              "margin": {"exclusiveMinimum": 0}, "threshold": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
-                             "layer4_stride": {"enum": [1, 2]}, "kmeans_seed": {"minimum": 0}}
-    trainable = True
-    trains_as = None
+                             "layer4_stride": {"enum": [1, 2]}, "seed": {"minimum": 0}}
     upsample_mode = "bilinear"
     align_corners = False  # F.interpolate's default in `test`
     map_bounds = (0.0, 1.0)
 
     def __init__(self, backbone: str = "small", classes: int = 7, stage_one_epochs: int = 1,
                  embed_dim: int = 128, avc_hidden: int = 128, margin: float = 1.4, threshold: float = 0.3,
-                 double_sigmoid: bool = True, layer4_stride: int = 1, kmeans_seed: int = 0,
+                 double_sigmoid: bool = True, layer4_stride: int = 1, seed: int = 0,
                  image_weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         for name, value in (("classes", classes), ("embed_dim", embed_dim), ("avc_hidden", avc_hidden)):
@@ -305,12 +303,12 @@ class CoarsetoFine(LocalizationMethod):
             raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
         if not isinstance(double_sigmoid, bool):
             raise ValueError(f"double_sigmoid must be true or false, got {double_sigmoid!r}")
-        if int(kmeans_seed) != kmeans_seed or kmeans_seed < 0:
-            raise ValueError(f"kmeans_seed must be a non-negative integer, got {kmeans_seed}")
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
         image_net, audio_net, image_channels, audio_channels = build_backbones(
             backbone, image_weights, layer4_stride=layer4_stride)
         self.backbone, self.classes = backbone, int(classes)
-        self.stage_one_epochs, self.kmeans_seed = int(stage_one_epochs), int(kmeans_seed)
+        self.stage_one_epochs, self.seed = int(stage_one_epochs), int(seed)
         self.margin, self.threshold, self.double_sigmoid = float(margin), float(threshold), double_sigmoid
         self.stage = 1  # set by begin_epoch; decides what `forward` trains
 
@@ -330,25 +328,13 @@ class CoarsetoFine(LocalizationMethod):
         self.register_buffer("centres_fitted", torch.tensor(False))
 
     @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone from the profile's `model:` section, the rest from `methods: coarsetofine:`."""
-        return {"backbone": params["model"]["backbone"], **method_params(params, "coarsetofine")}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "CoarsetoFine":
-        """A fresh model whose image encoder starts from the profile's pretrained weights.
-
-        Raises:
-            ValueError: when stage 1 takes every epoch of `train.epochs` (stage 2 would never run).
-        """
-        from vslrepro.pretrained import image_weights
-
-        model = cls.build(**cls.config(params), image_weights=image_weights(params))
-        epochs = int(params["train"]["epochs"])
-        if model.stage_one_epochs >= epochs:
-            raise ValueError(f"coarsetofine: stage_one_epochs ({model.stage_one_epochs}) must be smaller "
-                             f"than train.epochs ({epochs}), or stage 2 never runs")
-        return model
+    def schedule_problems(cls, arguments: dict[str, Any], epochs: int) -> list[str]:
+        """Stage 1 must leave stage 2 at least one of the run's `epochs`."""
+        stage_one = cls.argument(arguments, "stage_one_epochs")
+        if stage_one >= epochs:
+            return [f"stage_one_epochs ({stage_one}) must be smaller than train.epochs ({epochs}), "
+                    "or stage 2 never runs"]
+        return []
 
     def train(self, mode: bool = True) -> "CoarsetoFine":
         """Train/eval mode for everything but the labeller, which stays in eval mode (fixed labels)."""
@@ -365,8 +351,6 @@ class CoarsetoFine(LocalizationMethod):
             FileNotFoundError: the file does not exist.
             DataError: an unreadable file, or keys/shapes that do not fit (naming the file).
         """
-        from vslrepro.methods.checkpoints import load_state_dict_file
-
         load_state_dict_file(self, checkpoint, convert=from_original)
         return self
 
@@ -428,7 +412,7 @@ class CoarsetoFine(LocalizationMethod):
         self.labeller_audnet.load_state_dict(self.audnet.state_dict())
         embeddings = torch.cat([self.labeller_embedding(images, specs).cpu()
                                 for images, specs, *_ in batches])  # (N, C_a + C_v)
-        centres = kmeans(embeddings, self.classes, seed=self.kmeans_seed)
+        centres = kmeans(embeddings, self.classes, seed=self.seed)
         self.centres.copy_(centres.to(self.centres))
         self.centres_fitted.fill_(True)
 

@@ -60,10 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones
-from vslrepro.methods.base import (Localization, LocalizationMethod, confidence_scores, method_params,
-                                   upsample_maps)
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones
+from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
 
 
 def euclidean_distances(centres: torch.Tensor, vectors: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -184,8 +183,6 @@ class DMC(LocalizationMethod):
     """
 
     display_name = "DMC"
-    trainable = True
-    trains_as = None
     upsample_mode = "bilinear"
     align_corners = False
     map_bounds = (0.0, 1.0)
@@ -216,19 +213,6 @@ class DMC(LocalizationMethod):
         self.audnet = audio_net
         self.fc_v_1 = nn.Linear(image_channels, dim)  # PyTorch's default init, as the original
         self.fc_a_1 = nn.Linear(audio_channels, dim)
-
-    @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone and dim from the profile's `model:` section, the rest from `methods: dmc:`."""
-        model = params["model"]
-        return {"backbone": model["backbone"], "dim": model["dim"], **method_params(params, "dmc")}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "DMC":
-        """A fresh model whose image encoder starts from the profile's pretrained weights."""
-        from vslrepro.pretrained import image_weights
-
-        return cls.build(**cls.config(params), image_weights=image_weights(params))
 
     def audio_map(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, 1, F, T) -> (B, C, f, t): the audio encoder's conv map before its global pool."""

@@ -40,7 +40,7 @@ stage_one_epochs ≥ train.epochs: the "stage 1 only" variant). `begin_epoch` do
 stage switch; whatever they compute lives in buffers (`centroids`, `dictionary`, `clustered_epoch`,
 `stage`) or in the frozen teacher (`teacher_audnet`, `teacher_a_class_layer`), so it is checkpointed:
 a resume recomputes a round only for the epoch it restarts (from the same weights, seeded by
-(cluster_seed, epoch): the same result), and never rebuilds the teacher in stage 2.
+(seed, epoch): the same result), and never rebuilds the teacher in stage 2.
 
 Deviations and choices (each also in docs/methods/dsol.md):
 - data: single-source synthetic (or real) pairs, no MUSIC solos or cocktail-party mixtures. Stage 2's
@@ -104,10 +104,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones
-from vslrepro.methods.base import (Localization, LocalizationMethod, confidence_scores, method_params,
-                                   upsample_maps)
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones
+from vslrepro.methods._checkpoints import load_state_dict_file
+from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
 
 
 # ---------------------------------------------------------------- object features and k-means
@@ -353,7 +353,7 @@ class DSOL(LocalizationMethod):
 
     Args:
         backbone: "resnet18" (224 px, profile paper) or "small" (56 px, smoke/quick).
-        dim: size of the location embeddings (original 128).
+        embed_dim: size of the location embeddings (original 128; not the profile's model.dim).
         clusters: K, the number of object categories of the k-means (original 11: MUSIC's categories).
         stage_one_epochs: epochs of stage 1; the rest of train.epochs is stage 2.
         init_epochs: location-only epochs before the first clustering round (original: 2, i.e.
@@ -364,30 +364,28 @@ class DSOL(LocalizationMethod):
         av_scale_init: initial w of the map σ(w·cos) (original 5).
         kmeans_restarts: k-means++ seedings per round (scikit-learn's default 10).
         layer4_stride: 1 (the original's 14×14 maps) or 2 (7×7).
-        cluster_seed: seeds the k-means and the classifiers' re-initialization (with the epoch);
-            the profile's `seed` by default (`config`).
+        seed: seeds the k-means and the classifiers' re-initialization (with the epoch);
+            the profile's `seed` (vslrepro.factory).
         image_weights: initial weights of the image encoder (see `backbones.build_image_encoder`).
     """
 
     display_name = "DSOL"
-    hyperparameter_ranges = {"dim": {"minimum": 1}, "clusters": {"minimum": 1}, "stage_one_epochs": {"minimum": 1},
+    hyperparameter_ranges = {"embed_dim": {"minimum": 1}, "clusters": {"minimum": 1}, "stage_one_epochs": {"minimum": 1},
                              "kmeans_restarts": {"minimum": 1}, "init_epochs": {"minimum": 0},
                              "mask_threshold": {"minimum": 0, "exclusiveMaximum": 1},
                              "location_weight": {"minimum": 0}, "class_sharpness": {"exclusiveMinimum": 0},
-                             "layer4_stride": {"enum": [1, 2]}, "cluster_seed": {"minimum": 0}}
-    trainable = True
-    trains_as = None
+                             "layer4_stride": {"enum": [1, 2]}, "seed": {"minimum": 0}}
     upsample_mode = "bilinear"  # cv2.resize in tools.py / eval.py: half-pixel centres
     align_corners = False
     map_bounds = (0.0, 1.0)
 
-    def __init__(self, backbone: str = "small", dim: int = 128, clusters: int = 11, stage_one_epochs: int = 15,
+    def __init__(self, backbone: str = "small", embed_dim: int = 128, clusters: int = 11, stage_one_epochs: int = 15,
                  init_epochs: int = 2, mask_threshold: float = 0.05, location_weight: float = 0.5,
                  class_sharpness: float = 3.0, av_scale_init: float = 5.0, kmeans_restarts: int = 10,
-                 layer4_stride: int = 1, cluster_seed: int = 0,
+                 layer4_stride: int = 1, seed: int = 0,
                  image_weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("clusters", clusters), ("stage_one_epochs", stage_one_epochs),
+        for name, value in (("embed_dim", embed_dim), ("clusters", clusters), ("stage_one_epochs", stage_one_epochs),
                             ("kmeans_restarts", kmeans_restarts)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -400,11 +398,11 @@ class DSOL(LocalizationMethod):
             raise ValueError(f"location_weight must be >= 0 and class_sharpness > 0, "
                              f"got {location_weight} and {class_sharpness}")
         image_net, audio_net, image_channels, audio_channels = build_backbones(backbone, image_weights, layer4_stride)
-        self.backbone, self.dim, self.clusters = backbone, int(dim), int(clusters)
+        self.backbone, self.dim, self.clusters = backbone, int(embed_dim), int(clusters)
         self.stage_one_epochs, self.init_epochs = int(stage_one_epochs), int(init_epochs)
         self.mask_threshold, self.location_weight = float(mask_threshold), float(location_weight)
         self.class_sharpness, self.kmeans_restarts = float(class_sharpness), int(kmeans_restarts)
-        self.cluster_seed = int(cluster_seed)
+        self.seed = int(seed)
         self.imgnet, self.audnet = image_net, audio_net
         # location heads (PyTorch's default init, as the original)
         self.conv_v_1 = nn.Conv2d(image_channels, self.dim, kernel_size=1)
@@ -430,24 +428,18 @@ class DSOL(LocalizationMethod):
         self.register_buffer("stage", torch.tensor(1))  # 1 or 2
 
     @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone from the profile's `model:`, the profile's seed, the rest from `methods: dsol:`."""
-        return {"backbone": params["model"]["backbone"], "cluster_seed": int(params["seed"]),
-                **method_params(params, "dsol")}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "DSOL":
-        """A fresh model whose image encoder starts from the profile's pretrained weights."""
-        from vslrepro.pretrained import image_weights
-
-        return cls.build(**cls.config(params), image_weights=image_weights(params))
+    def schedule_problems(cls, arguments: dict[str, Any], epochs: int) -> list[str]:
+        """Stage 1 needs a clustering round: init_epochs < stage_one_epochs."""
+        init, stage_one = cls.argument(arguments, "init_epochs"), cls.argument(arguments, "stage_one_epochs")
+        if not init < stage_one:
+            return [f"init_epochs ({init}) must be smaller than stage_one_epochs ({stage_one}), "
+                    "or stage 1 never clusters"]
+        return []
 
     def load_weights(self, checkpoint: str | Path) -> "DSOL":
         """Our checkpoint, or an original `Location_Net_stage_one/two` state_dict (recognized by its
         `visual_net.*` keys; converted by `original_layout_state_dict`, as a stage-1 model: the map m
         needs nothing else)."""
-        from vslrepro.methods.checkpoints import load_state_dict_file
-
         def convert(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return original_layout_state_dict(state) if any(k.startswith("visual_net.") for k in state) else state
 
@@ -556,10 +548,10 @@ class DSOL(LocalizationMethod):
         """
         features = self.training_object_features(data)
         labels, centres, _ = kmeans(F.normalize(features, dim=1), self.clusters,
-                                    seed=(self.cluster_seed, epoch), restarts=self.kmeans_restarts)
+                                    seed=(self.seed, epoch), restarts=self.kmeans_restarts)
         self.centroids.copy_(centres)
         self.dictionary.copy_(cluster_means(features, labels, self.clusters))
-        generator = torch.Generator().manual_seed(hash_seed(self.cluster_seed, epoch, 1))
+        generator = torch.Generator().manual_seed(hash_seed(self.seed, epoch, 1))
         for layer in (self.v_class_layer, self.a_class_layer):
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.01)
             layer.bias.zero_()

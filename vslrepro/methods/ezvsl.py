@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones, official_init_
-from vslrepro.methods.base import LocalizationMethod, method_params
-from vslrepro.methods.checkpoints import load_state_dict_file
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones, official_init_
+from vslrepro.methods._base import LocalizationMethod
+from vslrepro.methods._checkpoints import load_state_dict_file
 
 
 def mil_similarity(image_features: torch.Tensor, audio_features: torch.Tensor, tau: float) -> torch.Tensor:
@@ -86,8 +86,6 @@ class EZVSL(LocalizationMethod):
 
     display_name = "EZ-VSL"
     hyperparameter_ranges = {"dim": {"minimum": 1}, "tau": {"exclusiveMinimum": 0}}
-    trainable = True
-    trains_as = None
     upsample_mode = "bilinear"
     align_corners = True
 
@@ -106,19 +104,6 @@ class EZVSL(LocalizationMethod):
         official_init_(self.img_proj)
         official_init_(self.aud_proj)
         self.map_bounds = (-1.0 / self.tau, 1.0 / self.tau)
-
-    @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone and dim from the profile's `model:` section, tau from `methods: ezvsl:`."""
-        model = params["model"]
-        return {"backbone": model["backbone"], "dim": model["dim"], **method_params(params, "ezvsl")}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "EZVSL":
-        """A fresh model whose image encoder starts from the profile's pretrained weights."""
-        from vslrepro.pretrained import image_weights
-
-        return cls.build(**cls.config(params), image_weights=image_weights(params))
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, D, h, w) visual features, L2-normalized over D."""

@@ -72,7 +72,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vslrepro.methods import register
+from vslrepro.methods._registry import register
 from vslrepro.methods.lvs import LVS, background_responses, foreground_responses, response_maps
 
 EASY_NEGATIVES = ("foreground", "plain")

@@ -52,10 +52,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones, official_init_
-from vslrepro.methods.base import LocalizationMethod, method_params
-from vslrepro.methods.checkpoints import load_state_dict_file
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones, official_init_
+from vslrepro.methods._base import LocalizationMethod
+from vslrepro.methods._checkpoints import load_state_dict_file
 
 
 def response_maps(image_features: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
@@ -182,8 +182,6 @@ class LVS(LocalizationMethod):
     """
 
     display_name = "LVS"
-    trainable = True
-    trains_as = None
     upsample_mode = "bilinear"
     align_corners = False  # cv2.resize INTER_LINEAR: half-pixel centres
     map_bounds = (-1.0, 1.0)  # cosines
@@ -208,19 +206,6 @@ class LVS(LocalizationMethod):
         self.mask_tau, self.tau = float(mask_tau), float(tau)
         self.imgnet = official_init_(image_net) if image_weights is None else image_net
         self.audnet = audio_net
-
-    @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone from the profile's `model:` section (LVS has no projection, so no dim), the rest
-        from the method's own entry under `methods:`."""
-        return {"backbone": params["model"]["backbone"], **method_params(params, cls.name)}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "LVS":
-        """A fresh model whose image encoder starts from the profile's pretrained weights."""
-        from vslrepro.pretrained import image_weights
-
-        return cls.build(**cls.config(params), image_weights=image_weights(params))
 
     def load_weights(self, checkpoint: str | Path | Mapping) -> "LVS":
         """Fill the model strictly from ours (`best.pt`, `latest.pt`) or an original release.

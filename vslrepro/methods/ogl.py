@@ -53,14 +53,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_image_encoder
-from vslrepro.methods.base import (Localization, LocalizationMethod, confidence_scores, unit_scale,
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_image_encoder
+from vslrepro.methods._base import (Localization, LocalizationMethod, confidence_scores, unit_scale,
                                    upsample_maps)
 from vslrepro.methods.ezvsl import EZVSL
 
@@ -158,34 +157,7 @@ class ObjectGuidedLocalization(LocalizationMethod):
         self.object_backbone = object_backbone.requires_grad_(False).eval()
         self.alpha = float(alpha)
 
-    # ------------------------------------------------------------------ building from a profile
-
-    @classmethod
-    def for_evaluation(cls, params: dict[str, Any], dataset: str,
-                       weights: str | Path | None) -> "ObjectGuidedLocalization":
-        """The EZ-VSL model of the profile filled from `weights` (the "ezvsl" run's `best.pt` /
-        `latest.pt`, or an official EZ-VSL release), the profile's pretrained image encoder as the
-        frozen object backbone, and the variant's own parameters (`methods: <name>:`); eval mode.
-
-        Raises:
-            ValueError: if `weights` is None.
-        """
-        from vslrepro.pretrained import image_weights
-
-        if weights is None:
-            raise ValueError(f"{cls.name!r} needs a checkpoint of the {cls.trains_as!r} run "
-                             "(best.pt, latest.pt or an official EZ-VSL release)")
-        av_model = EZVSL(**EZVSL.config(params)).load_weights(weights)
-        object_backbone = build_image_encoder(params["model"]["backbone"], image_weights(params))
-        config = cls.config(params)
-        config.update(cls.evaluation_parts(params, dataset, object_backbone, config))
-        return cls(av_model=av_model, object_backbone=object_backbone, **config).eval()
-
-    @classmethod
-    def evaluation_parts(cls, params: dict[str, Any], dataset: str, object_backbone: nn.Module,
-                         config: dict[str, Any]) -> dict[str, Any]:
-        """Extra keyword arguments that depend on the data (none here; see the SLAVC variant)."""
-        return {}
+    # ------------------------------------------------------------------ weights
 
     def load_weights(self, checkpoint: str | Path) -> "ObjectGuidedLocalization":
         """Fill the AV model from an EZ-VSL checkpoint (ours or official), strictly; the object
@@ -269,9 +241,9 @@ class EZVSLOGLSLAVC(ObjectGuidedLocalization):
 
     Args:
         alpha: weight of the AV map (SLAVC's extended-set scripts: 0.9, the default).
-        obj_bounds: (lo, hi) fixed bounds of the objectness map: (0, 2.5) for the ImageNet
-            ResNet-18 (SLAVC); for the small backbone `for_evaluation` sets hi from the validation
-            frames (`object_map_quantile`).
+        obj_bounds: (lo, hi) fixed bounds of the objectness map; None (the default): (0, 2.5) for
+            the ImageNet ResNet-18 (SLAVC), and for the small backbone (0, hi) with hi set by
+            `calibrate` from validation frames (`object_map_quantile`).
         others: see `ObjectGuidedLocalization`.
 
     Raises:
@@ -283,35 +255,39 @@ class EZVSLOGLSLAVC(ObjectGuidedLocalization):
     align_corners = True
 
     def __init__(self, av_model: EZVSL | None = None, object_backbone: nn.Module | None = None,
-                 alpha: float = 0.9, obj_bounds: tuple[float, float] = IMAGENET_OBJ_BOUNDS, *,
+                 alpha: float = 0.9, obj_bounds: tuple[float, float] | None = None, *,
                  backbone: str = "small", dim: int | None = None, tau: float = 0.03,
                  object_weights: str | Path | Mapping[str, torch.Tensor] | None = None) -> None:
         super().__init__(av_model, object_backbone, alpha, backbone=backbone, dim=dim, tau=tau,
                          object_weights=object_weights)
-        lo, hi = float(obj_bounds[0]), float(obj_bounds[1])
-        if not hi > lo:
-            raise ValueError(f"obj_bounds must satisfy hi > lo, got {obj_bounds}")
-        self.obj_bounds = (lo, hi)
+        if obj_bounds is None and self.av_model.backbone == "resnet18":
+            obj_bounds = IMAGENET_OBJ_BOUNDS
+        self.obj_bounds: tuple[float, float] | None = None
+        if obj_bounds is not None:
+            lo, hi = float(obj_bounds[0]), float(obj_bounds[1])
+            if not hi > lo:
+                raise ValueError(f"obj_bounds must satisfy hi > lo, got {obj_bounds}")
+            self.obj_bounds = (lo, hi)
 
-    @classmethod
-    def evaluation_parts(cls, params: dict[str, Any], dataset: str, object_backbone: nn.Module,
-                         config: dict[str, Any]) -> dict[str, Any]:
-        """The OBJ bounds: the profile's `obj_bounds` if given; else SLAVC's (0, 2.5) for resnet18;
-        else (0, 99th percentile of the objectness over ≤ 512 validation frames of `dataset`)."""
-        if "obj_bounds" in config:
-            return {}
-        if params["model"]["backbone"] == "resnet18":
-            return {"obj_bounds": IMAGENET_OBJ_BOUNDS}
-        from vslrepro.data.images import normalize_images
-        from vslrepro.data.splits import validation_split
+    def calibration_frames(self) -> int:
+        """Without bounds (the small backbone, none given): ≤ 512 validation frames set the upper one."""
+        return CALIBRATION_FRAMES if self.obj_bounds is None else 0
 
-        _, cache = validation_split(params, dataset)
-        frames = torch.from_numpy(cache.images[:CALIBRATION_FRAMES].copy())  # (n, 3, S, S) uint8
-        hi = object_map_quantile(object_backbone, normalize_images(frames), q=CALIBRATION_QUANTILE)
-        return {"obj_bounds": (0.0, hi)}
+    def calibrate(self, frames: torch.Tensor) -> None:
+        """OBJ bounds (0, 99th percentile of the objectness over `frames`), (B, 3, S, S) normalized;
+        bounds already set (given, or SLAVC's for resnet18) are kept."""
+        if self.obj_bounds is None:
+            self.obj_bounds = (0.0, object_map_quantile(self.object_backbone, frames, q=CALIBRATION_QUANTILE))
 
     def fuse(self, av: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
-        """scores_av·α + scores_obj·(1 − α) with the fixed bounds (−1/τ, 1/τ) and `obj_bounds`."""
+        """scores_av·α + scores_obj·(1 − α) with the fixed bounds (−1/τ, 1/τ) and `obj_bounds`.
+
+        Raises:
+            RuntimeError: before `calibrate` when no bounds were given (small backbone).
+        """
+        if self.obj_bounds is None:
+            raise RuntimeError(f"{self.name}: no objectness bounds: give obj_bounds, or call calibrate(frames) "
+                               "with validation frames first (vslrepro.factory does)")
         scores_av = unit_scale(av, self.av_model.map_bounds)
         scores_obj = unit_scale(obj, self.obj_bounds)
         return scores_av * self.alpha + scores_obj * (1.0 - self.alpha)

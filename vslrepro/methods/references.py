@@ -25,8 +25,8 @@ import hashlib
 
 import torch
 
-from vslrepro.methods import register
-from vslrepro.methods.base import LocalizationMethod, method_params
+from vslrepro.methods._registry import register
+from vslrepro.methods._base import LocalizationMethod
 
 
 def content_seed(seed: int, *tensors: torch.Tensor) -> int:
@@ -50,7 +50,6 @@ class RandomMap(LocalizationMethod):
 
     display_name = "Random map"
     trainable = False
-    trains_as = None
     upsample_mode = "bilinear"
     align_corners = True
     map_bounds = (0.0, 1.0)
@@ -60,11 +59,6 @@ class RandomMap(LocalizationMethod):
         if resolution < 1:
             raise ValueError(f"resolution must be >= 1, got {resolution}")
         self.seed, self.resolution = int(seed), int(resolution)
-
-    @classmethod
-    def config(cls, params: dict) -> dict:
-        """The profile's seed, unless its `references: random:` entry sets one."""
-        return {"seed": int(params["seed"]), **method_params(params, cls.name)}
 
     def raw_maps(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
         """(B, r, r) uniform [0, 1) maps, one generator per sample seeded from (seed, image_i, spec_i)."""
@@ -104,7 +98,6 @@ class CenterPrior(LocalizationMethod):
 
     display_name = "Centre prior"
     trainable = False
-    trains_as = None
     map_bounds = (0.0, 1.0)
 
     def __init__(self, sigma: float = 0.25, resolution: int = 7) -> None:

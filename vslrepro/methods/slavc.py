@@ -52,9 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods import register
-from vslrepro.methods.backbones import build_backbones, official_init_
-from vslrepro.methods.base import LocalizationMethod, method_params
+from vslrepro.methods._registry import register
+from vslrepro.methods._backbones import build_backbones, official_init_
+from vslrepro.methods._base import LocalizationMethod
 
 IMAGE_PARTS = ("imgnet", "img_proj1", "img_proj2")  # averaged with momentum_img
 AUDIO_PARTS = ("audnet", "aud_proj1", "aud_proj2")  # averaged with momentum_aud
@@ -148,8 +148,6 @@ class SLAVC(LocalizationMethod):
                              "dropout_img": {"minimum": 0, "exclusiveMaximum": 1},
                              "dropout_aud": {"minimum": 0, "exclusiveMaximum": 1},
                              "momentum_img": {"minimum": 0, "maximum": 1}, "momentum_aud": {"minimum": 0, "maximum": 1}}
-    trainable = True
-    trains_as = None
     upsample_mode = "bicubic"
     align_corners = True
 
@@ -192,20 +190,6 @@ class SLAVC(LocalizationMethod):
         self.momentum_audnet = frozen_copy(self.audnet)
         self.momentum_aud_proj1 = frozen_copy(self.aud_proj1)
         self.momentum_aud_proj2 = frozen_copy(self.aud_proj2)
-
-    @classmethod
-    def config(cls, params: dict) -> dict:
-        """backbone and dim from the profile's `model:` section, the rest from `methods: slavc:`."""
-        model = params["model"]
-        return {"backbone": model["backbone"], "dim": model["dim"], **method_params(params, "slavc")}
-
-    @classmethod
-    def for_training(cls, params: dict) -> "SLAVC":
-        """A fresh model whose image trunk (and its momentum copy) starts from the profile's
-        pretrained weights."""
-        from vslrepro.pretrained import image_weights
-
-        return cls.build(**cls.config(params), image_weights=image_weights(params))
 
     # ------------------------------------------------------------------ encoders
 

@@ -10,7 +10,7 @@ For each split — the training list, the validation list a profile names, the t
 extended test negatives — it counts the listed ids (rows for the negatives) that have a frame, a
 WAV and (positives) an annotation, and inspects every file with the package's own readers:
 `images.load_frame` (full decode: a truncated JPEG fails), `soundfile.info` and `audio.read_wav`,
-`annotations.read_flickr_boxes` / `read_vggss_json`, and the list readers of `lists`.
+the dataset module's own readers (`Dataset.inspect_positives`), and the list readers of `lists`.
 
 Problems (`PROBLEMS`) are errors, which make a clip unusable because the pipeline would stop on
 them, or warnings, which the loaders handle but which the user should know about:
@@ -42,13 +42,17 @@ from typing import Any
 
 import soundfile
 
+from tqdm.auto import tqdm
+
 from vslrepro.atomic import atomic_write_text
-from vslrepro.data.annotations import gt_map, read_flickr_boxes, read_vggss_json
-from vslrepro.data.audio import read_wav
+from vslrepro.data.datasets import dataset_class, display_name, locate
 from vslrepro.data.errors import DataError
-from vslrepro.data.images import load_frame
-from vslrepro.data.lists import read_csv_ids, read_extended_csv, read_flickr_test_ids, read_id_list
-from vslrepro.data.testsets import DATASET_NAMES, DATASETS
+from vslrepro.data.formats.audio import read_wav
+from vslrepro.data.formats.images import load_frame
+from vslrepro.data.formats.lists import read_extended_csv, read_id_list
+from vslrepro.data.formats.media import COMMUNITY, media_files
+from vslrepro.data.splits import ensure_data
+from vslrepro.profiles import load_profile
 
 SILENT_PEAK = 1e-4  # peak |x| of the mono waveform below which a clip counts as silent (~3 steps of 16-bit PCM)
 DEFAULT_MIN_SECONDS = 3.0  # the official audio window (docs/data.md §4)
@@ -84,6 +88,7 @@ class SplitSpec:
     source: str
     media_root: Path
     rows: list[tuple[str, str]] = field(default_factory=list)
+    media: tuple[str, str] = COMMUNITY  # the folders of media_root holding frames and sounds
     annotations: dict[str, list[tuple[str, str, str]]] | None = None
     error: str | None = None
     repeated: list[str] = field(default_factory=list)  # one entry per repeated row ("video/audio" for pairs)
@@ -141,7 +146,6 @@ def inspect_files(jobs: list[tuple[str, str]], workers: int = 1,
     """Inspect ("frame" | "audio", path) jobs, in `workers` processes; {job: result}."""
     def collect(results) -> dict:
         if progress:
-            from tqdm.auto import tqdm
             results = tqdm(results, total=len(jobs), desc="checking files", leave=False)
         return dict(results)
 
@@ -152,41 +156,6 @@ def inspect_files(jobs: list[tuple[str, str]], workers: int = 1,
 
 
 # ---------------------------------------------------------------- what each split lists
-
-def _flickr_annotations(ids: list[str], annotation_dir: Path) -> dict[str, list[tuple[str, str, str]]]:
-    status = {}
-    for clip in ids:
-        path = annotation_dir / f"{clip}.xml"
-        if not path.is_file():
-            status[clip] = [("annotation_missing", str(path), f"{path}: annotation not found")]
-            continue
-        try:
-            boxes = read_flickr_boxes(path)
-        except DataError as error:
-            status[clip] = [("annotation_invalid", str(path), str(error))]
-            continue
-        empty = len(boxes) == 0 or gt_map("flickr", boxes).sum() == 0
-        status[clip] = [("annotation_empty", str(path), f"{path}: boxes of zero total area")] if empty else []
-    return status
-
-
-def _vggss_annotations(ids: list[str], json_path: Path) -> dict[str, list[tuple[str, str, str]]]:
-    try:
-        entries = read_vggss_json(json_path)
-    except DataError as error:
-        kind = "annotation_missing" if not json_path.is_file() else "annotation_invalid"
-        return {clip: [(kind, str(json_path), str(error))] for clip in ids}
-    status = {}
-    for clip in ids:
-        if clip not in entries:
-            status[clip] = [("annotation_missing", str(json_path), f"{json_path}: no entry for id {clip}")]
-        elif gt_map("vggss", entries[clip].boxes).sum() == 0:
-            status[clip] = [("annotation_empty", str(json_path),
-                             f"{json_path}: id {clip} has boxes of zero total area")]
-        else:
-            status[clip] = []
-    return status
-
 
 def _read_or_error(spec: SplitSpec, read) -> Any:
     """`read()`, or None with `spec.error` set when the list is missing or malformed."""
@@ -210,49 +179,37 @@ def _once(items: list, spec: SplitSpec) -> list:
 
 
 def positives_spec(dataset: str, name: str, media_root: Path, metadata_root: Path, *, test_list: Path | None = None,
-                   annotations: Path | None = None, flickr_list: str = "250") -> SplitSpec:
-    """The annotated split `name` (test positives or a validation list) of a dataset, read like
-    `testsets.positives_index`, but every id is kept and each annotation problem recorded."""
-    if dataset == "flickr":
-        list_path = test_list or metadata_root / "metadata" / "flickr_test.csv"
-        spec = SplitSpec(name, str(list_path), media_root)
-        ids = _read_or_error(spec, lambda: read_flickr_test_ids(list_path, flickr_list, allow_duplicates=True))
-        if ids is None:
-            return spec
-        ids = _once(ids, spec)
-        spec.annotations = _flickr_annotations(ids, annotations or metadata_root / "Annotations")
-    else:
-        json_path = annotations or metadata_root / "metadata" / "vggss.json"
-        list_path = test_list or metadata_root / "metadata" / "vggss_test.csv"
-        if test_list is None and (annotations is not None or not list_path.is_file()):
-            list_path = json_path  # a validation JSON lists its own ids; so does vggss.json without vggss_test.csv
-        spec = SplitSpec(name, str(list_path), media_root)
-        if list_path == json_path:
-            entries = _read_or_error(spec, lambda: read_vggss_json(json_path))
-            ids = None if entries is None else list(entries)
-        else:
-            ids = _read_or_error(spec, lambda: read_csv_ids(list_path, allow_duplicates=True))
-        if ids is None:
-            return spec
-        ids = _once(ids, spec)
-        spec.annotations = _vggss_annotations(ids, json_path)
-    spec.rows = [(clip, clip) for clip in ids]
+                   annotations: Path | None = None, variant: str | None = None) -> SplitSpec:
+    """The annotated split `name` (test positives or a validation list) of a dataset, read by the
+    dataset's module like `testsets.positives_index`, but every id is kept and each annotation
+    problem recorded."""
+    cls = dataset_class(dataset)
+    spec = SplitSpec(name, str(test_list or metadata_root), media_root, media=cls.media())
+    read = _read_or_error(spec, lambda: cls.inspect_positives(metadata_root, test_list=test_list,
+                                                              annotations=annotations, variant=variant))
+    if read is None:
+        return spec
+    ids, list_path, status = read
+    spec.source = str(list_path)
+    spec.rows = [(clip, clip) for clip in _once(ids, spec)]
+    spec.annotations = status
     return spec
 
 
 def negatives_spec(dataset: str, media_root: Path, metadata_root: Path) -> SplitSpec:
     """The extended test set's negatives: one (video, audio) row per `non-sounding` row of the csv."""
-    path = metadata_root / "metadata" / f"{dataset}_test_plus_silent.csv"
-    spec = SplitSpec("test_negatives", str(path), media_root)
+    cls = dataset_class(dataset)
+    path = cls.extended_csv(metadata_root)
+    spec = SplitSpec("test_negatives", str(path), media_root, media=cls.media())
     pairs = _read_or_error(spec, lambda: read_extended_csv(path, allow_duplicates=True))
     if pairs is not None:
         spec.rows = _once(list(zip(pairs["video"], pairs["audio"])), spec)
     return spec
 
 
-def train_spec(train_root: Path, train_list: Path) -> SplitSpec:
+def train_spec(train_root: Path, train_list: Path, media: tuple[str, str] = COMMUNITY) -> SplitSpec:
     """The training list: one (id, id) row per listed id."""
-    spec = SplitSpec("train", str(train_list), train_root)
+    spec = SplitSpec("train", str(train_list), train_root, media=media)
     ids = _read_or_error(spec, lambda: read_id_list(train_list, allow_duplicates=True))
     if ids is not None:
         spec.rows = [(clip, clip) for clip in _once(ids, spec)]
@@ -291,8 +248,7 @@ def _split_report(spec: SplitSpec, results: dict, expected_rate: int | None, min
     counts = Counter()
     unusable, rates, channels = [], Counter(), Counter()
     for video, sound in spec.rows:
-        frame_path = str(spec.media_root / "frames" / f"{video}.jpg")
-        audio_path = str(spec.media_root / "audio" / f"{sound}.wav")
+        frame_path, audio_path = map(str, media_files(spec.media_root, video, sound, spec.media))
         frame, audio = results[("frame", frame_path)], results[("audio", audio_path)]
         row_kinds = []
         if frame["problem"]:
@@ -353,8 +309,9 @@ def check_splits(dataset: str, specs: list[SplitSpec], *, sample_rate: int | Non
     jobs = {}
     for spec in specs:
         for video, sound in spec.rows:
-            jobs[("frame", str(spec.media_root / "frames" / f"{video}.jpg"))] = None
-            jobs[("audio", str(spec.media_root / "audio" / f"{sound}.wav"))] = None
+            frame, audio = media_files(spec.media_root, video, sound, spec.media)
+            jobs[("frame", str(frame))] = None
+            jobs[("audio", str(audio))] = None
     results = inspect_files(sorted(jobs), workers, progress)
     if sample_rate is None:
         found = Counter(info["rate"] for (kind, _), info in results.items() if kind == "audio" and info["rate"])
@@ -370,30 +327,33 @@ def check_splits(dataset: str, specs: list[SplitSpec], *, sample_rate: int | Non
 def dataset_specs(dataset: str, test_root: str | Path, metadata_root: str | Path | None = None, *,
                   train_root: str | Path | None = None, train_list: str | Path | None = None,
                   val_list: str | Path | None = None, val_annotations: str | Path | None = None,
-                  flickr_list: str = "250") -> list[SplitSpec]:
+                  annotations: str | Path | None = None, variant: str | None = None) -> list[SplitSpec]:
     """The splits of one dataset copy in the community layout (docs/data.md §1).
 
     Args:
-        dataset: "flickr" or "vggss".
+        dataset: a registered dataset.
         test_root: frames/ and audio/ of the extended test set.
         metadata_root: holds metadata/ (and Annotations/ for Flickr); default test_root.
         train_root, train_list: the training clips and their list (both or neither).
         val_list, val_annotations: an annotated validation split (as a profile names it), if any.
-        flickr_list: "250" or "249".
+        annotations: the test positives' annotation file (None: the dataset's default layout).
+        variant: the test list, for a dataset with several (Flickr: "250" or "249").
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
+    cls = dataset_class(dataset)
     test_root = Path(test_root)
     metadata_root = Path(metadata_root) if metadata_root is not None else test_root
     specs = []
     if train_list is not None:
-        specs.append(train_spec(Path(train_root) if train_root is not None else test_root, Path(train_list)))
+        specs.append(train_spec(Path(train_root) if train_root is not None else test_root, Path(train_list),
+                                cls.media()))
     if val_list is not None or val_annotations is not None:
-        specs.append(positives_spec(dataset, "val", test_root, metadata_root, flickr_list=flickr_list,
+        specs.append(positives_spec(dataset, "val", test_root, metadata_root, variant=variant,
                                     test_list=Path(val_list) if val_list else None,
                                     annotations=Path(val_annotations) if val_annotations else None))
-    specs.append(positives_spec(dataset, "test_positives", test_root, metadata_root, flickr_list=flickr_list))
-    specs.append(negatives_spec(dataset, test_root, metadata_root))
+    specs.append(positives_spec(dataset, "test_positives", test_root, metadata_root, variant=variant,
+                                annotations=Path(annotations) if annotations else None))
+    if cls.has_negatives():
+        specs.append(negatives_spec(dataset, test_root, metadata_root))
     return specs
 
 
@@ -420,7 +380,7 @@ def verdict(report: dict[str, Any], min_coverage: float | None = None) -> list[s
 
 def summary(report: dict[str, Any], examples: int = 3) -> str:
     """A readable table of one dataset report: counts per split, then problems by kind with examples."""
-    lines = [f"{DATASET_NAMES[report['dataset']]}: expected sample rate {report['expected_sample_rate']} Hz, "
+    lines = [f"{display_name(report['dataset'])}: expected sample rate {report['expected_sample_rate']} Hz, "
              f"audio window {report['min_seconds']:g} s",
              f"  {'split':<15} {'listed':>8} {'frame':>8} {'audio':>8} {'annot.':>8} {'usable':>8} {'coverage':>9}"]
     for name, split in report["splits"].items():
@@ -515,12 +475,13 @@ def run_check(datasets: dict[str, dict[str, Any]], *, sample_rate: int | None = 
 def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, root: str | Path | None = None,
                      metadata: str | Path | None = None, train_root: str | Path | None = None,
                      train_list: str | Path | None = None,
-                     flickr_list: str | None = None) -> tuple[dict[str, dict[str, Any]], float | None, int | None]:
+                     variant: str | None = None) -> tuple[dict[str, dict[str, Any]], float | None, int | None]:
     """Where the datasets to check live: from a profile (its datasets, or `dataset`; the embedded
     synthetic benchmark is generated first if needed) or from explicit roots.
 
     A relative `train_list` is taken as given when that file exists, else relative to the metadata
-    root (as `train_list` in params/paper.yaml).
+    root (as `train_list` in params/paper.yaml). `variant` selects the test list of a dataset that
+    has several (default: the profile's, else the dataset's default).
 
     Returns:
         ({name: keyword arguments of `dataset_specs`}, the profile's audio window in seconds or None,
@@ -529,19 +490,17 @@ def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, 
     if profile is not None:
         if root is not None or metadata is not None or train_root is not None or train_list is not None:
             raise ValueError("give either --profile or --root/--metadata/--train-root/--train-list, not both")
-        from vslrepro.profiles import dataset_config
-        from vslrepro.stages import prepare_data, resolve
-        params = resolve(profile)
+        params = load_profile(profile)
         if params["data"]["source"] == "synthetic":
-            prepare_data(params)  # generated once, like every stage that reads the benchmark
+            ensure_data(params)  # generated once, like every stage that reads the benchmark
         names = [dataset] if dataset else list(params["datasets"])
         located = {}
         for name in names:
-            cfg = dataset_config(params, name)
+            cfg = locate(params, name)
             located[name] = {"test_root": cfg.test_root, "metadata_root": cfg.metadata_root,
                              "train_root": cfg.train_root, "train_list": cfg.train_list,
                              "val_list": cfg.val_list, "val_annotations": cfg.val_annotations,
-                             "flickr_list": flickr_list or cfg.flickr_list}
+                             "annotations": cfg.annotations, "variant": variant or cfg.list_variant}
         return located, float(params["input"]["audio_duration"]), int(params["input"]["sample_rate"])
     if dataset is None or root is None:
         raise ValueError("give --profile, or --dataset and --root (the extended test set's folder)")
@@ -554,4 +513,4 @@ def resolve_datasets(*, profile: str | None = None, dataset: str | None = None, 
             train_list = metadata_root / train_list
     return {dataset: {"test_root": Path(root), "metadata_root": metadata_root, "train_list": train_list,
                       "train_root": Path(train_root) if train_root is not None else None,
-                      "flickr_list": flickr_list or "250"}}, None, None
+                      "variant": variant}}, None, None

@@ -4,7 +4,7 @@ The community's training lists were never checked against the test sets: in the 
 `vggss_144k.txt` holds 3,709 of the 5,158 VGG-SS test ids and `flickr_144k.txt` 20 of the 250
 Flickr test ids (docs/data.md §7). The comparison must survive the different spellings of one clip
 (`abc_000030` in VGG-SS lists, `abc_30000_40000` in downloaders' file names, `abc,30` in
-`vggsound.csv`; `vslrepro.data.ids`), so ids are compared by `ids.clip_key`, never as text.
+`vggsound.csv`; `vslrepro.data.formats.ids`), so ids are compared by `clip_key`, never as text.
 
 Test clips come from a dataset's metadata (docs/data.md §2): the test list (Flickr:
 `flickr_test.csv`, the 250-id list, which contains the 249-id one; VGG-SS: `vggss_test.csv`, or
@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from vslrepro.atomic import atomic_write_text
-from vslrepro.data.annotations import read_vggss_json
-from vslrepro.data.ids import clip_key
-from vslrepro.data.lists import (read_csv_ids, read_extended_csv, read_first_column, read_flickr_test_ids,
-                                 read_id_list, read_vggsound_split)
-from vslrepro.data.testsets import DATASETS
+from vslrepro.data.datasets import dataset_class
+from vslrepro.data.formats.ids import clip_key
+from vslrepro.data.formats.lists import read_extended_csv, read_first_column, read_id_list, read_vggsound_split
 
 
 def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | None = None, *,
@@ -36,7 +34,7 @@ def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | Non
     """The test clips of a dataset by source, keyed by `clip_key`.
 
     Args:
-        dataset: "flickr" or "vggss" (None: only the VGGSound csv).
+        dataset: a registered dataset (None: only the VGGSound csv).
         metadata_root: the folder holding `metadata/` (and the test lists) of that dataset.
         vggsound_csv: VGGSound's `vggsound.csv`; None uses `metadata/vggsound.csv` when it exists.
         extra: further lists of test clips, any spelling in the first column (source `extra:<file name>`).
@@ -49,8 +47,7 @@ def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | Non
         ValueError: unknown dataset, or nothing to compare with.
         DataError: a missing or malformed test list (the extended csv is optional).
     """
-    if dataset is not None and dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
+    cls = dataset_class(dataset) if dataset is not None else None
     if dataset is None and vggsound_csv is None and not extra:
         raise ValueError("nothing to audit against: give a dataset and its metadata root, a VGGSound csv "
                          "or a list of test clips")
@@ -60,17 +57,10 @@ def evaluation_clips(dataset: str | None = None, metadata_root: str | Path | Non
     if dataset is not None:
         if meta is None:
             raise ValueError(f"the {dataset} test set needs its metadata root")
-        if dataset == "flickr":
-            files["test_list"] = str(meta / "flickr_test.csv")
-            lists["test_list"] = read_flickr_test_ids(meta / "flickr_test.csv", "250", allow_duplicates=True)
-        elif (meta / "vggss_test.csv").is_file():
-            files["test_list"] = str(meta / "vggss_test.csv")
-            lists["test_list"] = read_csv_ids(meta / "vggss_test.csv", allow_duplicates=True)
-        else:
-            files["test_list"] = str(meta / "vggss.json")
-            lists["test_list"] = list(read_vggss_json(meta / "vggss.json"))
-        extended = meta / f"{dataset}_test_plus_silent.csv"
-        if extended.is_file():
+        lists["test_list"], test_list = cls.test_ids(Path(metadata_root), allow_duplicates=True)  # the widest list
+        files["test_list"] = str(test_list)
+        extended = cls.extended_csv(Path(metadata_root))
+        if extended is not None and extended.is_file():
             pairs = read_extended_csv(extended, allow_duplicates=True)
             lists["negative_frames"], lists["negative_sounds"] = list(pairs["video"]), list(pairs["audio"])
             files["negative_frames"] = files["negative_sounds"] = str(extended)

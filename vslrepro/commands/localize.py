@@ -26,7 +26,7 @@ threshold only transfers between runs of one method and checkpoint.
 The model. Our checkpoints (`best.pt` / `latest.pt`) carry a `run.json` beside them that names the
 method, dataset and profile; an official release (e.g. EZ-VSL's `best.pth`) needs `--profile paper`
 (its backbone and embedding size) and `--method`. Both load through the method's
-`for_evaluation`, strictly.
+`vslrepro.factory.evaluation_model`, strictly.
 """
 
 from __future__ import annotations
@@ -36,16 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pandas as pd
 import torch
+import torchaudio
 from PIL import Image
 
 from vslrepro import layout, metrics
-from vslrepro.data.audio import crop_or_tile, log_spectrogram, read_wav
 from vslrepro.data.errors import DataError
-from vslrepro.data.images import load_frame, normalize_images, resize_for_test, to_chw
-from vslrepro.methods import method_class
+from vslrepro.data.formats.audio import crop_or_tile, log_spectrogram, read_wav
+from vslrepro.data.formats.images import load_frame, normalize_images, resize_for_test, to_chw
+from vslrepro.factory import evaluation_model
+from vslrepro.figures import clip_overlay
+from vslrepro.methods import display_name
+from vslrepro.profiles import load_profile
 
 S16_SCALE = 32767.0  # the official loaders divide PyAV's signed 16-bit samples by 32767
 
@@ -81,8 +86,6 @@ class Localized:
 # ------------------------------------------------------------------------------------ reading a clip
 
 def _open(path: Path):
-    import av
-
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -100,8 +103,6 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     Raises:
         DataError: a missing file, no audio stream, or no samples.
     """
-    import av
-
     path = Path(path)
     with _open(path) as container:
         if not container.streams.audio:
@@ -128,8 +129,6 @@ def middle_frame(path: str | Path) -> Image.Image:
     Raises:
         DataError: a missing file, no video stream, or no decodable frame.
     """
-    import av
-
     path = Path(path)
     with _open(path) as container:
         if not container.streams.video:
@@ -191,8 +190,6 @@ def model_inputs(clip: Clip, params: dict[str, Any], sample_rate: int) -> tuple[
     image = torch.from_numpy(to_chw(resize_for_test(clip.frame, int(spec_cfg["image_size"]))))  # (3, S, S)
     wave = torch.from_numpy(clip.wave)
     if clip.sample_rate != sample_rate:
-        import torchaudio
-
         wave = torchaudio.functional.resample(wave, clip.sample_rate, sample_rate)
     window = crop_or_tile(wave.numpy(), sample_rate, float(spec_cfg["audio_duration"]))
     spec = log_spectrogram(torch.from_numpy(window), sample_rate, int(spec_cfg["nperseg"]),
@@ -217,8 +214,6 @@ def load_model(checkpoint: str | Path, *, method: str | None = None, profile: An
         ValueError: no profile to build the model from.
         DataError: a file that is not a checkpoint, or one that does not fit the method.
     """
-    from vslrepro.stages import resolve
-
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
@@ -228,10 +223,11 @@ def load_model(checkpoint: str | Path, *, method: str | None = None, profile: An
     if profile is None and "params" not in recorded:
         raise ValueError(f"{checkpoint} has no run.json beside it: give the profile it was trained under "
                          f"(--profile paper for an official EZ-VSL release)")
-    params = resolve(profile) if profile is not None else recorded["params"]
+    params = (dict(profile) if isinstance(profile, dict) else load_profile(profile)) if profile is not None \
+        else recorded["params"]
     method = method or recorded.get("method") or "ezvsl"
     dataset = dataset or recorded.get("dataset") or params["datasets"][0]
-    model = method_class(method).for_evaluation(params, dataset, checkpoint)
+    model = evaluation_model(params, dataset, method, checkpoint)
     return model, params, method, dataset
 
 
@@ -341,11 +337,9 @@ def run(checkpoint: str | Path, out: str | Path, *, video=None, image=None, audi
         report.update(threshold=chosen.value, threshold_source=chosen.source, visible_source=visible)
         verdict = ("visible source" if visible else "no visible source") + f" (confidence {'≥' if visible else '<'} " \
                   f"threshold {chosen.value:.4g})"
-    display = method_class(method).display_name or method
+    display = display_name(method)
     title = f"{display}: {clip.name}\nconfidence ({result.kind}) {result.score:.4g}"
     title += f", {verdict}" if verdict else ""
-    from vslrepro.figures import clip_overlay
-
     report["overlay"] = str(clip_overlay(np.asarray(clip.frame), result.map, title, out))
     if report["resampled_to"]:
         echo(f"audio resampled from {clip.sample_rate} Hz to {rate} Hz (the profile's data)")

@@ -17,9 +17,9 @@ The official repositories ship no extraction script: they read pre-extracted `fr
   stream declares its duration, the output is cut to it (encoder padding such as AAC's last
   partial frame is dropped). Saved as a PCM_16 WAV, which `audio.read_wav` reads.
 
-Ids are the video file names without extension (`ids="stem"`), or, with `ids="vggss"`, a
-downloader's `<YouTube id>_<start ms>_<end ms>` name rewritten to the VGG-SS spelling
-`<YouTube id>_<start s, 6 digits>` (`ids.to_vggss_id`).
+Ids are the video file names without extension (`ids="stem"`), or, with `ids=<dataset>`, the file
+name rewritten to that dataset's id spelling (`Dataset.clip_id_from_file`; VGG-SS: a downloader's
+`<YouTube id>_<start ms>_<end ms>` becomes `<YouTube id>_<start s, 6 digits>`).
 
 Runs are parallel (`workers` processes), resumable (an id whose JPEG and WAV both exist is skipped;
 each file is written atomically, so a killed run never leaves a half-written one) and report every
@@ -41,14 +41,14 @@ import soundfile
 from PIL import Image
 
 from vslrepro.atomic import atomic_write, atomic_write_text
-from vslrepro.data.ids import to_vggss_id
+from vslrepro.data.datasets import DATASETS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".3gp")
 SAMPLE_RATE = 16000  # Hz: the rate of the community's prepared WAV files
 JPEG_QUALITY = 95
 TIME_TOLERANCE = 1e-6  # s: a frame shown at t + 1 µs still counts as shown at t (float input times)
 REPORT_NAME = "prepare_report.json"
-ID_STYLES = ("stem", "vggss")
+ID_STYLES = ("stem", *(name for name, cls in DATASETS.items() if cls.clip_id_from_file is not None))
 
 
 class PrepareError(ValueError):
@@ -65,10 +65,10 @@ def find_videos(videos: str | Path) -> list[Path]:
 
 
 def clip_id(video: Path, ids: str = "stem") -> str:
-    """The clip id of a video file: its stem, or (`ids="vggss"`) the VGG-SS spelling of it."""
+    """The clip id of a video file: its stem, or (`ids=<dataset>`) that dataset's spelling of it."""
     if ids not in ID_STYLES:
         raise ValueError(f"unknown id style {ids!r}: expected one of {ID_STYLES}")
-    return video.stem if ids == "stem" else to_vggss_id(video.stem)
+    return video.stem if ids == "stem" else DATASETS[ids].clip_id_from_file(video.stem)
 
 
 def _seconds(stream: av.stream.Stream, value: int | None) -> Fraction | None:
@@ -192,7 +192,8 @@ def prepare_videos(videos: str | Path, out: str | Path, *, time: float | None = 
             neither: the middle of the video.
         workers: processes.
         sample_rate: audio rate of the WAV files.
-        ids: "stem" (file name) or "vggss" (`<YouTube id>_<start ms>_<end ms>` -> VGG-SS id).
+        ids: "stem" (file name) or a dataset whose ids are spelled otherwise (`ID_STYLES`; VGG-SS:
+            `<YouTube id>_<start ms>_<end ms>` -> `<YouTube id>_<start s:06d>`).
         report: failure report path (default `out/prepare_report.json`).
         progress: show a progress bar.
 

@@ -1,8 +1,7 @@
 """Metadata lists: training id lists, test lists, the extended test csv, class labels.
 
-Formats (docs/data.md §2): `metadata/*.txt` has one id per line;
-`flickr_test.csv` has rows `id,int` (CRLF, no header; only column 0 is used); `vggss_test.csv` one
-id per row; `*_test_plus_silent.csv` has header `video,audio,label` and the official loader keeps the
+Formats (docs/data.md §2): `metadata/*.txt` has one id per line; `vggss_test.csv` one id per
+row; `*_test_plus_silent.csv` has header `video,audio,label` and the official loader keeps the
 rows whose label is `non-sounding`; `classes.csv` (our synthetic sets) has header `id,class`;
 VGGSound's `vggsound.csv` has no header and rows `youtube_id,start_seconds,label,split`.
 
@@ -11,8 +10,8 @@ and number of fields, known labels only, and no repeated id or pair unless the c
 `allow_duplicates=True` (then the repeats are kept, as the official loaders do, for the caller to
 record). A bad row raises a `DataError` naming the file, the line and the rule.
 
-The Flickr test list exists in two versions (docs/data.md §3): 250 ids (SLAVC) and 249 ids
-(EZ-VSL / LVS), which lack id 3908875350. `read_flickr_test_ids(variant=...)` selects either.
+A dataset's own list formats (Flickr-SoundNet's `id,int` test list, ...) are read by its module
+under `vslrepro.data.datasets`, with the helpers here.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ import pandas as pd
 
 from vslrepro.data.errors import DataError
 
-FLICKR_249_MISSING_ID = "3908875350"  # in SLAVC's 250-id Flickr test list, not in EZ-VSL/LVS's 249
-FLICKR_LIST_VARIANTS = ("249", "250")
 NEGATIVE_LABEL = "non-sounding"  # the label the official loader keeps in *_test_plus_silent.csv
 EXTENDED_LABELS = (NEGATIVE_LABEL, "sounding")  # known labels; "sounding" rows are dropped like the official loader
 EXTENDED_HEADER = ["video", "audio", "label"]
@@ -92,7 +89,7 @@ def read_id_list(path: str | Path, *, allow_duplicates: bool = False) -> list[st
     return [clip for _, clip in lines]
 
 
-def _read_id_rows(
+def read_id_rows(
     path: Path, what: str, fields_format: str, check: Callable[[list[str]], bool], allow_duplicates: bool
 ) -> list[str]:
     """Column 0 of every non-blank csv row, each row validated by `check(fields) -> bool`."""
@@ -118,42 +115,8 @@ def read_csv_ids(path: str | Path, *, allow_duplicates: bool = False) -> list[st
         DataError: the file is missing, a row is not exactly one non-empty id, or an id is
             repeated (unless allow_duplicates).
     """
-    return _read_id_rows(Path(path), "test list", "'id' (one field)",
+    return read_id_rows(Path(path), "test list", "'id' (one field)",
                          lambda fields: len(fields) == 1 and bool(fields[0]), allow_duplicates)
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_flickr_test_ids(path: str | Path, variant: str = "250", *, allow_duplicates: bool = False) -> list[str]:
-    """Read the Flickr-SoundNet test list (rows `id,int`, CRLF allowed; column 0 only).
-
-    Args:
-        path: e.g. `metadata/flickr_test.csv`.
-        variant: "250" keeps the file as it is (SLAVC); "249" drops id 3908875350 (EZ-VSL / LVS).
-        allow_duplicates: keep a repeated id instead of raising.
-
-    Returns:
-        The ids in file order.
-
-    Raises:
-        ValueError: unknown variant.
-        DataError: the file is missing, a row is not `id,int` with a non-empty id (a header row
-            included), or an id is repeated (unless allow_duplicates).
-    """
-    if variant not in FLICKR_LIST_VARIANTS:
-        raise ValueError(f"unknown Flickr test-list variant {variant!r}: expected one of {FLICKR_LIST_VARIANTS}")
-    ids = _read_id_rows(Path(path), "test list", "'id,int' (two fields)",
-                        lambda fields: len(fields) == 2 and bool(fields[0]) and _is_int(fields[1]),
-                        allow_duplicates)
-    if variant == "249":
-        ids = [clip for clip in ids if clip != FLICKR_249_MISSING_ID]
-    return ids
 
 
 def read_extended_csv(path: str | Path, *, allow_duplicates: bool = False) -> pd.DataFrame:
@@ -309,3 +272,8 @@ def read_first_column(path: str | Path) -> list[str]:
             raise DataError(f"{path}: line {line}: empty first field in {','.join(fields)!r}")
         ids.append(fields[0])
     return ids
+
+
+def write_lines(path: str | Path, lines: list[str], newline: str = "\n") -> None:
+    """Write `lines`, each ended by `newline` ("\r\n" for the Flickr test list), as UTF-8."""
+    Path(path).write_bytes("".join(line + newline for line in lines).encode("utf-8"))

@@ -5,16 +5,22 @@ registered by name with `@register("<name>")`. The class owns everything about i
 other module branches on a method name:
 
 - **what it is**: `display_name` (the row name in every table), `trainable` (it has a training
-  loss and its own run), `trains_as` (the registry name of another method whose training run it
-  reuses, e.g. EZ-VSL + OGL reuses EZ-VSL's), `upsample_mode` / `align_corners` (how its raw map is
-  resized to 224², as the original test code does) and `map_bounds` (the fixed [lo, hi] range of
-  its raw map, which puts it on a [0, 1] scale for the top-k confidence and the absolute
-  binarization);
-- **how it is built from a profile**: `config(params)` (keyword arguments of `__init__`: by default
-  the method's own entry under `methods:` / `references:` in `params/<profile>.yaml`),
-  `for_training(params)` (e.g. with the profile's pretrained image weights) and
-  `for_evaluation(params, dataset, weights)` (a checkpoint file, ours or an official one, plus any
-  extra parts such as OGL's object prior);
+  loss and its own run; the default), `trains_as` (the registry name of another method whose
+  training run it reuses, e.g. EZ-VSL + OGL reuses EZ-VSL's), `upsample_mode` / `align_corners`
+  (how its raw map is resized to 224², as the original test code does), `map_bounds` (the fixed
+  [lo, hi] range of its raw map, which puts it on a [0, 1] scale for the top-k confidence and the
+  absolute binarization) and `hyperparameter_ranges` (the allowed values of its hyperparameters,
+  checked when a profile loads);
+- **how it is built**: `__init__` takes plain keyword arguments. A few names are filled from the
+  profile by `vslrepro.factory` when the method asks for them: `backbone`, `dim`, `seed`,
+  `image_weights` (the pretrained image encoder it starts training from) and `object_weights` (a
+  frozen pretrained encoder, as OGL's). Everything else is the method's own entry under `methods:`
+  in `params/<profile>.yaml`. A method that reuses another's run also receives that method's
+  hyperparameters (OGL gets EZ-VSL's `tau`);
+- **how it is loaded and set up**: `load_weights(file)` (ours or an original release),
+  `calibration_frames()` / `calibrate(frames)` (set-up from validation frames before evaluation,
+  none by default) and `schedule_problems(arguments, epochs)` (a stage schedule that does not fit
+  the training length, found when the profile loads);
 - **how it is used**: `loss = method(image, spec)` in training, `maps, confidence =
   method.localize(image, spec)` at test time, and `begin_epoch(epoch, data)` before each training
   epoch (a hook for methods with a stage schedule, with a pass over the training set; a no-op by
@@ -40,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vslrepro import metrics
+from vslrepro.methods._checkpoints import load_state_dict_file
 
 
 class Localization(NamedTuple):
@@ -109,62 +116,58 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], mode: str,
     return out.squeeze(1)  # (B, 1, H, W) -> (B, H, W)
 
 
-def method_params(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """The hyperparameters a profile gives method `name` (its entry under `methods:` or
-    `references:`; an empty entry or a plain list entry means "the defaults")."""
-    for section in ("methods", "references"):
-        entries = params.get(section) or {}
-        if isinstance(entries, dict) and name in entries:
-            return dict(entries[name] or {})
-    return {}
-
-
 class LocalizationMethod(nn.Module):
     """Base class of every method (the contract is in the module docstring).
 
     Class attributes (override in subclasses):
         name: the registry name ("ezvsl", "ezvsl_ogl", ...), set by `register`.
         display_name: the name printed in tables ("EZ-VSL").
-        trainable: whether `forward` returns a training loss (the method has its own run).
+        trainable: whether `forward` returns a training loss and the method has its own run (the
+            common case, hence the default; references and OGL set False).
         trains_as: the registry name whose training run this method reuses (e.g. "ezvsl" for
             "ezvsl_ogl"); None when the method has its own run (or needs none).
         upsample_mode, align_corners: how the raw map is resized to the evaluation size, as the
             original test code does it (EZ-VSL: bilinear, align_corners=True).
         map_bounds: fixed (lo, hi) bounds of the raw map: (map − lo)/(hi − lo) is the method's
             [0, 1] scale (top-k confidence, absolute binarization).
-        hyperparameter_ranges: allowed values of the `__init__` parameters (JSON-schema fragments),
-            checked when a profile loads.
+        hyperparameter_ranges: allowed values of the `__init__` parameters (JSON-schema fragments,
+            `{"tau": {"exclusiveMinimum": 0}}`): a profile outside them is refused when it loads,
+            naming the key.
     """
 
     name: str = ""
     display_name: str = ""
-    trainable: bool = False
+    trainable: bool = True
     trains_as: str | None = None
     upsample_mode: str = "bilinear"
     align_corners: bool | None = True
     map_bounds: tuple[float, float] = (0.0, 1.0)
-    # Allowed values of `__init__` parameters, as JSON-schema fragments (`{"tau": {"exclusiveMinimum":
-    # 0}}`): a profile outside them is refused when it loads (vslrepro.params_schema), naming the key.
     hyperparameter_ranges: dict[str, dict[str, Any]] = {}
 
-    # ------------------------------------------------------------------ building from a profile
+    # ------------------------------------------------------------------ building
 
     @classmethod
-    def build(cls, **cfg: Any) -> "LocalizationMethod":
-        """`cls(**cfg)`, with an error naming the method and its accepted parameters on a bad key."""
+    def build(cls, **arguments: Any) -> "LocalizationMethod":
+        """`cls(**arguments)`, with an error naming the method and its accepted parameters on a bad key."""
         signature = inspect.signature(cls.__init__)
         try:
-            signature.bind(None, **cfg)
+            signature.bind(None, **arguments)
         except TypeError as error:
             accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
             raise ValueError(f"bad configuration for method {cls.name!r}: {error}; "
                              f"accepted parameters: {', '.join(accepted)}") from error
-        return cls(**cfg)
+        return cls(**arguments)
 
     @classmethod
-    def config(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """Keyword arguments of `__init__` from a profile: the method's own params entry."""
-        return method_params(params, cls.name)
+    def parameters_accepted(cls) -> dict[str, inspect.Parameter]:
+        """The keyword parameters of `__init__` (what a profile or the factory may pass), by name."""
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # [0]: self
+        return {p.name: p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    @classmethod
+    def argument(cls, arguments: dict[str, Any], name: str) -> Any:
+        """`arguments[name]`, else the default of `__init__`'s parameter `name`."""
+        return arguments[name] if name in arguments else cls.parameters_accepted()[name].default
 
     @classmethod
     def run_method(cls) -> str | None:
@@ -177,37 +180,11 @@ class LocalizationMethod(nn.Module):
         return ("best", "latest") if cls.run_method() else ("none",)
 
     @classmethod
-    def for_training(cls, params: dict[str, Any]) -> "LocalizationMethod":
-        """A fresh model to train under profile `params` (override to add pretrained weights)."""
-        if not cls.trainable:
-            raise TypeError(f"method {cls.name!r} is not trained on its own"
-                            + (f" (it reuses the {cls.trains_as!r} run)" if cls.trains_as else ""))
-        return cls.build(**cls.config(params))
-
-    @classmethod
-    def for_evaluation(cls, params: dict[str, Any], dataset: str,
-                       weights: str | Path | None) -> "LocalizationMethod":
-        """The method ready for `localize` (eval mode).
-
-        Args:
-            params: the profile.
-            dataset: the dataset it is evaluated on (methods whose extra parts are calibrated on the
-                validation frames, such as OGL on the small backbone, use it).
-            weights: a checkpoint file of the method's run (`best.pt` / `latest.pt`, or an official
-                release); None for training-free methods.
-
-        Raises:
-            ValueError: weights given to a training-free method, or missing for a trained one.
-        """
-        if cls.run_method() is None:
-            if weights is not None:
-                raise ValueError(f"{cls.name!r} is training-free: it takes no checkpoint ({weights})")
-            return cls.build(**cls.config(params)).eval()
-        if weights is None:
-            raise ValueError(f"{cls.name!r} needs a checkpoint file (best.pt, latest.pt or a release)")
-        model = cls.build(**cls.config(params))
-        model.load_weights(weights)
-        return model.eval()
+    def schedule_problems(cls, arguments: dict[str, Any], epochs: int) -> list[str]:
+        """What makes these constructor `arguments` unable to train for `epochs` epochs, one
+        sentence per problem naming the parameter (e.g. a stage schedule longer than the run);
+        none by default. Checked when a profile loads, before any stage runs."""
+        return []
 
     def load_weights(self, checkpoint: str | Path) -> "LocalizationMethod":
         """Fill the model from a checkpoint file, strictly (our `best.pt`/`latest.pt` or a state_dict).
@@ -219,10 +196,17 @@ class LocalizationMethod(nn.Module):
             FileNotFoundError: the file does not exist.
             DataError: naming the file and the mismatched keys or shapes.
         """
-        from vslrepro.methods.checkpoints import load_state_dict_file
-
         load_state_dict_file(self, checkpoint)
         return self
+
+    def calibration_frames(self) -> int:
+        """How many validation frames `calibrate` needs before evaluation (0, the default: none)."""
+        return 0
+
+    def calibrate(self, frames: torch.Tensor) -> None:
+        """Set-up that depends on the data, from up to `calibration_frames()` ImageNet-normalized
+        validation frames (B, 3, S, S) of the evaluated dataset (e.g. OGL's objectness bound on the
+        small backbone). The default needs none."""
 
     def begin_epoch(self, epoch: int, data: Any = None) -> None:
         """Called by the trainer before training epoch `epoch` (0-based), also after a resume.

@@ -1,7 +1,8 @@
-"""The embedded synthetic benchmark: a Flickr-like and a VGG-SS-like dataset + an object set (docs/synthetic.md).
+"""Writing the embedded synthetic benchmark: a counterpart of every dataset whose module declares a
+`synthetic` style (Flickr-like, VGG-SS-like) + an object set (docs/synthetic.md).
 
-Written in exactly the community's on-disk layout (docs/data.md), so every reader, builder and metric
-runs on it unchanged:
+Written in exactly the community's on-disk layout (docs/data.md), each dataset's annotation files by
+its own module (`Dataset.write_synthetic`), so every reader, builder and metric runs on it unchanged:
 
     OUT/flickr/{frames,audio,Annotations}/, metadata/flickr_{train.txt,val.csv,test.csv,
         real_negatives.txt,test_plus_silent.csv}, metadata/classes.csv
@@ -34,11 +35,14 @@ import pandas as pd
 from PIL import Image
 
 from vslrepro.atomic import exclusive
-from vslrepro.data import synth_scene as scene
-from vslrepro.data.annotations import size_bucket
 from vslrepro.data.builder import build_extended_testset, write_extended_csv
-from vslrepro.data.synth_plan import (BUCKET_NAMES, GENERATOR_VERSION, SCALES, SPLIT_CODES, STYLES, Scale,  # noqa: F401
-                                      Style, _stream, apportion, make_clip, make_object_image, plan_split)
+from vslrepro.data.datasets import Dataset, dataset_class, synthetic_datasets
+from vslrepro.data.formats.boxes import size_bucket
+from vslrepro.data.formats.lists import write_lines
+from vslrepro.data.synthetic import scene
+from vslrepro.data.synthetic.plan import (BUCKET_NAMES, GENERATOR_VERSION, SCALES, SPLIT_CODES, Scale, _stream,
+                                          make_clip, make_object_image, plan_split)
+
 
 def _save_image(path: Path, image: np.ndarray, quality: int) -> None:
     Image.fromarray(image).save(path, format="JPEG", quality=quality)
@@ -55,8 +59,8 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
 
 def _clip_job(job: tuple) -> tuple:
     """Worker: generate one clip, write its frame and audio, return its metadata (picklable)."""
-    root, style_name, split, index, plan, seed, scale = job
-    clip = make_clip(STYLES[style_name], split, index, plan, seed=seed, scale=scale)
+    root, name, split, index, plan, seed, scale = job
+    clip = make_clip(dataset_class(name), split, index, plan, seed=seed, scale=scale)
     _save_image(Path(root) / "frames" / f"{clip.id}.jpg", clip.frame, scale.jpeg_quality)
     write_wav(Path(root) / "audio" / f"{clip.id}.wav", clip.audio, scale.sample_rate)
     return clip.id, clip.label, clip.boxes, clip.area
@@ -68,59 +72,37 @@ def _object_job(job: tuple) -> None:
     _save_image(Path(path), make_object_image(index, label, seed=seed, scale=scale), scale.jpeg_quality)
 
 
-def _write_lines(path: Path, lines: list[str], newline: str = "\n") -> None:
-    path.write_bytes("".join(line + newline for line in lines).encode("utf-8"))
-
-
-def _flickr_xml(clip: str, boxes: list) -> str:
-    """The Flickr-SoundNet annotation: one <object><bbox> per annotator, 256-grid coordinates."""
-    parts = [f"<annotation>\n  <file>{clip}.jpg</file>\n"]
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        parts.append(f"  <object>\n    <bbox>\n      <index>{i}</index>\n      <xmin>{x0}</xmin>\n"
-                     f"      <ymin>{y0}</ymin>\n      <xmax>{x1}</xmax>\n      <ymax>{y1}</ymax>\n"
-                     "    </bbox>\n  </object>\n")
-    return "".join(parts) + "</annotation>\n"
-
-
-def _write_dataset(root: Path, style: Style, scale: Scale, seed: int, pool) -> dict:
-    """Generate one dataset under root; returns its counts for the manifest."""
-    for sub in ("frames", "audio", "metadata") + (("Annotations",) if style.name == "flickr" else ()):
+def _write_dataset(root: Path, dataset: type[Dataset], scale: Scale, seed: int, pool) -> dict:
+    """Generate the counterpart of one dataset under root; returns its counts for the manifest."""
+    style = dataset.synthetic
+    for sub in ("frames", "audio", "metadata"):
         (root / sub).mkdir(parents=True)
-    n_test = scale.flickr_test if style.name == "flickr" else scale.test
+    n_test = min(scale.test, style.max_test) if style.max_test else scale.test
     sizes = {"train": scale.train, "val": scale.val, "test": n_test,
              "negative": int(round(style.real_fraction * n_test))}
     meta, classes = {}, []
     for split, n in sizes.items():
-        plans = plan_split(style, split, n, seed=seed, n_classes=scale.n_classes)
-        jobs = [(str(root), style.name, split, i, plan, seed, scale) for i, plan in enumerate(plans)]
+        plans = plan_split(dataset, split, n, seed=seed, n_classes=scale.n_classes)
+        jobs = [(str(root), dataset.name, split, i, plan, seed, scale) for i, plan in enumerate(plans)]
         meta[split] = list(pool.imap(_clip_job, jobs, chunksize=32) if pool else map(_clip_job, jobs))
         classes += [(clip, label) for clip, label, _, _ in meta[split]]
     ids = [clip for clip, _ in classes]
     if len(set(ids)) != len(ids):
-        raise RuntimeError(f"{style.name}: duplicate generated ids for seed {seed}; try another seed")
-    m, name = root / "metadata", style.name
+        raise RuntimeError(f"{dataset.name}: duplicate generated ids for seed {seed}; try another seed")
+    m, name = root / "metadata", dataset.name
     n_listed = len(meta["val"]) + len(meta["test"])
     tail = np.random.default_rng(_stream(seed, style.code, 0, "tail")).integers(0, 900, size=n_listed)  # unused ints
-    _write_lines(m / f"{name}_train.txt", [c for c, *_ in meta["train"]])
-    _write_lines(m / f"{name}_real_negatives.txt", [c for c, *_ in meta["negative"]])
-    if name == "flickr":
-        for clip, _, boxes, _ in meta["val"] + meta["test"]:
-            (root / "Annotations" / f"{clip}.xml").write_text(_flickr_xml(clip, boxes))
-        rows = [f"{c},{t}" for (c, *_), t in zip(meta["val"] + meta["test"], tail)]
-        _write_lines(m / "flickr_val.csv", rows[: len(meta["val"])], "\r\n")
-        _write_lines(m / "flickr_test.csv", rows[len(meta["val"]):], "\r\n")
-    else:
-        for split, file in (("val", "vggss_val.json"), ("test", "vggss.json")):
-            entries = [{"file": c, "class": label, "bbox": boxes} for c, label, boxes, _ in meta[split]]
-            (m / file).write_text(json.dumps(entries) + "\n")
-        _write_lines(m / "vggss_test.csv", [c for c, *_ in meta["test"]])
+    write_lines(m / f"{name}_train.txt", [c for c, *_ in meta["train"]])
+    write_lines(m / f"{name}_real_negatives.txt", [c for c, *_ in meta["negative"]])
+    dataset.write_synthetic(root, [(c, label, boxes) for c, label, boxes, _ in meta["val"]],
+                            [(c, label, boxes) for c, label, boxes, _ in meta["test"]], tail)
     with (m / "classes.csv").open("w", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows([("id", "class"), *classes])
     positives = pd.DataFrame([(c, label) for c, label, *_ in meta["test"]], columns=["id", "class"])
     negatives = [c for c, *_ in meta["negative"]]
     builder_seed = int(_stream(seed, style.code, SPLIT_CODES["test"], "extended").generate_state(1)[0])
     extended = build_extended_testset(positives, negatives, seed=builder_seed)
-    write_extended_csv(extended, m / f"{name}_test_plus_silent.csv")
+    write_extended_csv(extended, dataset.extended_csv(root))
     label_of = dict(classes)
     automated = extended[extended["video"] != extended["audio"]]
     hard = int(sum(label_of[v] == label_of[a] for v, a in zip(automated["video"], automated["audio"])))
@@ -204,7 +186,8 @@ def _generate(out: Path, scale: str, seed: int, workers: int) -> dict:
         shutil.rmtree(partial)
     pool = Pool(workers) if workers > 1 else None
     try:
-        counts = {name: _write_dataset(partial / name, style, sizes, seed, pool) for name, style in STYLES.items()}
+        counts = {dataset.name: _write_dataset(partial / dataset.name, dataset, sizes, seed, pool)
+                  for dataset in synthetic_datasets()}
         counts["objects"] = _write_objects(partial / "objects", sizes, seed, pool)
     finally:
         if pool is not None:
@@ -222,9 +205,8 @@ def _generate(out: Path, scale: str, seed: int, workers: int) -> dict:
     return manifest
 
 
-def write_train_split(out: str | Path, scale: Scale, *, style: str = "vggss", seed: int = 0,
-                      workers: int = 1) -> Path:
-    """Write only the training pairs of one synthetic dataset: `out/{frames,audio}/`, the id list
+def write_train_split(out: str | Path, scale: Scale, *, dataset: str, seed: int = 0, workers: int = 1) -> Path:
+    """Write only the training pairs of one dataset's synthetic counterpart: `out/{frames,audio}/`, the id list
     `out/metadata/train.txt` and `out/manifest.json` (written last); reuse `out` when its manifest
     matches (the same files would be written again). Used by the loader benchmark, which needs
     many large training pairs and nothing else.
@@ -235,7 +217,7 @@ def write_train_split(out: str | Path, scale: Scale, *, style: str = "vggss", se
     out = Path(out).resolve()
     listing = out / "metadata" / "train.txt"
     wanted = {"generator": "vslrepro.data.synth.write_train_split", "version": GENERATOR_VERSION,
-              "style": style, "seed": seed, "sizes": json.loads(json.dumps(asdict(scale)))}
+              "style": dataset, "seed": seed, "sizes": json.loads(json.dumps(asdict(scale)))}
     with exclusive(out.with_name(out.name + ".lock"), f"generating synthetic training pairs {out}"):
         try:
             if json.loads((out / "manifest.json").read_text()) == wanted:
@@ -246,14 +228,14 @@ def write_train_split(out: str | Path, scale: Scale, *, style: str = "vggss", se
             shutil.rmtree(out)
         for sub in ("frames", "audio", "metadata"):
             (out / sub).mkdir(parents=True)
-        plans = plan_split(STYLES[style], "train", scale.train, seed=seed, n_classes=scale.n_classes)
-        jobs = [(str(out), style, "train", i, plan, seed, scale) for i, plan in enumerate(plans)]
+        plans = plan_split(dataset_class(dataset), "train", scale.train, seed=seed, n_classes=scale.n_classes)
+        jobs = [(str(out), dataset, "train", i, plan, seed, scale) for i, plan in enumerate(plans)]
         if workers > 1:
             with Pool(workers) as pool:
                 meta = list(pool.imap(_clip_job, jobs, chunksize=32))
         else:
             meta = list(map(_clip_job, jobs))
-        _write_lines(listing, [clip for clip, *_ in meta])
+        write_lines(listing, [clip for clip, *_ in meta])
         (out / "manifest.json").write_text(json.dumps(wanted))
     return listing
 

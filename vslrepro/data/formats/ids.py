@@ -10,7 +10,7 @@ The same clip is spelled differently by different lists and downloaders (docs/da
 | a plain number | `10000130166` | Flickr-SoundNet |
 
 `clip_key` maps each spelling to a key that is equal exactly when two spellings name the same clip:
-`("youtube", youtube id, start in ms)`, `("flickr", number)` or `("raw", text)` for anything else. A
+`("youtube", youtube id, start in ms)`, `("number", number)` or `("raw", text)` for anything else. A
 trailing media extension (`.wav`, `.jpg`, `.mp4`, ...) is ignored, since some lists (Attention10k's
 `Flickr_train_144k.txt`) hold file names.
 
@@ -29,9 +29,9 @@ MEDIA_SUFFIXES = (".wav", ".flac", ".mp3", ".jpg", ".jpeg", ".png", ".mp4", ".mk
                   ".mat", ".npy")
 _SECONDS = re.compile(r"^(?P<youtube>.+)_(?P<start>\d{1,6})$")  # abc_000030
 _MILLISECONDS = re.compile(r"^(?P<youtube>.+)_(?P<start>\d+)_(?P<end>\d+)$")  # abc_30000_40000
-_FLICKR = re.compile(r"^\d+$")
+_NUMBER = re.compile(r"^\d+$")  # Flickr-SoundNet ids
 
-ClipKey = tuple  # ("youtube", str, int) | ("flickr", int) | ("raw", str)
+ClipKey = tuple  # ("youtube", str, int) | ("number", int) | ("raw", str)
 
 
 def strip_media_suffix(clip: str) -> str:
@@ -65,11 +65,11 @@ def clip_key(clip: str) -> ClipKey:
     """A key equal for every spelling of one clip (see the module docstring).
 
     Examples: `abc_000030`, `abc_30000_40000` and `abc_30` all give ("youtube", "abc", 30000);
-    `1001`, `1001.wav` give ("flickr", 1001).
+    `1001`, `1001.wav` give ("number", 1001) (Flickr-SoundNet's ids are numbers).
     """
     text = strip_media_suffix(clip.strip())
-    if _FLICKR.match(text):
-        return ("flickr", int(text))
+    if _NUMBER.match(text):
+        return ("number", int(text))
     youtube = youtube_clip(text)
     if youtube is not None:
         return ("youtube", *youtube)

@@ -32,7 +32,7 @@ from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from torchvision.models.resnet import BasicBlock
 
-from vslrepro.methods.checkpoints import load_state_dict_strict, load_weights_file
+from vslrepro.methods._checkpoints import load_state_dict_strict, load_weights_file
 
 LAYER4_STRIDES = (1, 2)
 

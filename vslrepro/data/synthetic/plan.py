@@ -1,7 +1,9 @@
 """What each synthetic clip holds: sizes, split plans, ids, annotations, and the clip itself.
 
-Pure functions of (seed, dataset, split, index) — no file I/O; `vslrepro.data.synth` writes the
-results in the community layout. See that module's docstring for the benchmark's design.
+Pure functions of (seed, dataset, split, index) — no file I/O; `vslrepro.data.synthetic.writer`
+writes the results in each dataset's own layout. See that module's docstring for the benchmark's
+design. What makes a dataset's counterpart (its size mix, annotation style and ids) is the
+dataset module's `synthetic` style (`vslrepro.data.datasets.base.SyntheticStyle`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vslrepro.data import synth_scene as scene
-from vslrepro.data.annotations import gt_map, size_bucket
+from vslrepro.data.datasets import Dataset
+from vslrepro.data.formats.boxes import size_bucket
+from vslrepro.data.synthetic import scene
 
 GENERATOR_VERSION = "1.0"
 BUCKET_AREAS = ((16**2, 32**2), (32**2, 96**2), (96**2, 144**2), (144**2, 224**2))  # sampled areas (224² px)
@@ -26,8 +29,7 @@ class Scale:
     n_classes: int  # K sounding classes
     train: int  # training pairs
     val: int  # annotated validation positives
-    test: int  # VGG-SS-like test positives
-    flickr_test: int  # Flickr-like test positives (the real set has 250)
+    test: int  # test positives (at most the real set's size, `SyntheticStyle.max_test`)
     objects: int  # labelled single-object images (shared)
     frame_size: int = 64  # square JPEG side (px)
     jpeg_quality: int = 90
@@ -36,32 +38,15 @@ class Scale:
 
 
 SCALES = {
-    "smoke": Scale(n_classes=4, train=384, val=64, test=96, flickr_test=96, objects=256),
-    "quick": Scale(n_classes=8, train=3000, val=300, test=600, flickr_test=250, objects=2000),
+    "smoke": Scale(n_classes=4, train=384, val=64, test=96, objects=256),
+    "quick": Scale(n_classes=8, train=3000, val=300, test=600, objects=2000),
 }
 # The loader benchmark's training pairs (`python -m vslrepro bench loader`, `synth.write_train_split`):
 # 320-px frames, so the 246-px train resize is a real downscale (x 0.77; a 360p frame is x 0.68),
 # and 4-s clips of 16 kHz audio, so the paper's centred 3-s window is a real crop. Only its `train`
 # split is ever written; the other sizes are unused.
-BENCH_SCALE = Scale(n_classes=8, train=5000, val=0, test=0, flickr_test=0, objects=0, frame_size=320,
+BENCH_SCALE = Scale(n_classes=8, train=5000, val=0, test=0, objects=0, frame_size=320,
                     sample_rate=16000, seconds=4.0)
-
-
-@dataclass(frozen=True)
-class Style:
-    """What makes a dataset Flickr-like or VGG-SS-like."""
-
-    name: str  # "flickr" or "vggss"
-    code: int  # its component of the random streams' seed
-    sizes: tuple[int, int, int, int]  # Table 1 positives per size bucket (small, medium, large, huge)
-    real_fraction: float  # real negatives / positives of the test set
-    annotators: int  # boxes per clip (jittered copies for Flickr)
-
-
-STYLES = {
-    "flickr": Style("flickr", 1, (0, 9, 83, 158), 42 / 250, 3),
-    "vggss": Style("vggss", 2, (134, 1796, 1726, 1502), 0.15, 1),  # paper 379/5158; more for small sets
-}
 
 
 @dataclass
@@ -72,7 +57,7 @@ class Clip:
     label: str  # class name of its sound
     frame: np.ndarray  # (S, S, 3) uint8
     audio: np.ndarray  # (N,) int16
-    boxes: list = field(default_factory=list)  # Flickr: 256-grid int boxes per annotator; VGG-SS: normalized
+    boxes: list = field(default_factory=list)  # in the dataset's annotation units (`SyntheticStyle.box_units`)
     objects: list = field(default_factory=list)  # scene.Placed in drawing order; the sounding one last
     area: float = 0.0  # Σ of the ground-truth map (224² px), 0 for negatives
 
@@ -99,7 +84,7 @@ def apportion(weights, n: int) -> np.ndarray:
     return counts
 
 
-def plan_split(style: Style, split: str, n: int, *, seed: int, n_classes: int) -> list[tuple[int, int]]:
+def plan_split(dataset: type[Dataset], split: str, n: int, *, seed: int, n_classes: int) -> list[tuple[int, int]]:
     """(class index, size bucket) of each clip of a split.
 
     Validation, test and negative splits are balanced over classes and apportioned over the buckets
@@ -107,7 +92,7 @@ def plan_split(style: Style, split: str, n: int, *, seed: int, n_classes: int) -
     distractors.
 
     Args:
-        style: the dataset style (its Table 1 size counts).
+        dataset: the dataset whose counterpart is drawn (its style's Table 1 size counts).
         split: "train", "val", "test" or "negative".
         n: number of clips.
         seed: the benchmark's seed.
@@ -116,6 +101,7 @@ def plan_split(style: Style, split: str, n: int, *, seed: int, n_classes: int) -
     Returns:
         n (class index in [0, K), bucket index in [0, 4)) pairs, bucket 0 = small … 3 = huge.
     """
+    style = dataset.synthetic
     rng = np.random.default_rng(_stream(seed, style.code, SPLIT_CODES[split], "plan"))
     weights = np.asarray(style.sizes, dtype=np.float64)
     if split == "train":
@@ -127,9 +113,9 @@ def plan_split(style: Style, split: str, n: int, *, seed: int, n_classes: int) -
     return [(int(c), int(b)) for c, b in zip(classes, buckets)]
 
 
-def clip_id(style: Style, split: str, index: int, rng: np.random.Generator) -> str:
-    """Flickr-like: a 10-digit number; VGG-SS-like: `<11 YouTube-like chars>_<6-digit second>`."""
-    if style.name == "flickr":
+def clip_id(dataset: type[Dataset], split: str, index: int, rng: np.random.Generator) -> str:
+    """A number like Flickr's (`id_style` "number"), or `<11 YouTube-like chars>_<6-digit second>`."""
+    if dataset.synthetic.id_style == "number":
         return f"9{SPLIT_CODES[split]}{index:08d}"
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     chars = letters + "0123456789-_"
@@ -137,9 +123,11 @@ def clip_id(style: Style, split: str, index: int, rng: np.random.Generator) -> s
     return f"{head}_{int(rng.integers(0, 600)):06d}"
 
 
-def _annotate(rng: np.random.Generator, style: Style, visible: tuple) -> list:
-    """Annotation boxes of a visible box: one normalized box (1/320 grid) or jittered 256-grid boxes."""
-    if style.name == "vggss":
+def _annotate(rng: np.random.Generator, dataset: type[Dataset], visible: tuple) -> list:
+    """Annotation boxes of a visible box in the dataset's units: one normalized box (1/320 grid), or
+    one jittered 256-grid box per annotator."""
+    style = dataset.synthetic
+    if style.box_units == "normalized":
         return [[round(v * 320 / scene.GRID) / 320 for v in visible]]
     boxes = []
     for _ in range(style.annotators):
@@ -148,13 +136,6 @@ def _annotate(rng: np.random.Generator, style: Style, visible: tuple) -> list:
         x0, y0, x1, y1 = np.clip(box, 0, 256).astype(int)
         boxes.append([int(x0), int(y0), max(int(x1), int(x0) + 2), max(int(y1), int(y0) + 2)])
     return boxes
-
-
-def _map_boxes(style: Style, boxes: list) -> np.ndarray:
-    """Annotation boxes as the readers convert them to 224-px ints (docs/data.md §6)."""
-    if style.name == "vggss":
-        return np.array([[int(np.floor(min(max(v, 0.0), 1.0) * 224)) for v in b] for b in boxes])
-    return np.array([[int(224 * v / 256) for v in b] for b in boxes])
 
 
 def _comparable(rng: np.random.Generator, area: float, count: int) -> list[float]:
@@ -175,11 +156,12 @@ def _distractors(rng, specs, exclude: int, areas: list[float], taken: list[tuple
     return objects
 
 
-def make_clip(style: Style, split: str, index: int, plan: tuple[int, int], *, seed: int, scale: Scale) -> Clip:
+def make_clip(dataset: type[Dataset], split: str, index: int, plan: tuple[int, int], *, seed: int,
+              scale: Scale) -> Clip:
     """Generate one clip (no I/O): a positive (train/val/test) or a real negative ("negative").
 
     Args:
-        style: the dataset style.
+        dataset: the dataset whose counterpart is drawn (its `synthetic` style).
         split: "train", "val", "test" or "negative".
         index: position in the split.
         plan: (class index of its sound, size bucket) from `plan_split`.
@@ -187,12 +169,12 @@ def make_clip(style: Style, split: str, index: int, plan: tuple[int, int], *, se
         scale: sizes.
 
     Returns:
-        The Clip; its frame, audio, boxes and area depend only on (seed, style, split, index, plan).
+        The Clip; its frame, audio, boxes and area depend only on (seed, dataset, split, index, plan).
     """
-    rng = np.random.default_rng(_stream(seed, style.code, SPLIT_CODES[split], "clip", index))
+    rng = np.random.default_rng(_stream(seed, dataset.synthetic.code, SPLIT_CODES[split], "clip", index))
     specs = scene.class_specs(scale.n_classes)
     cls, bucket = plan
-    clip_name = clip_id(style, split, index, rng)
+    clip_name = clip_id(dataset, split, index, rng)
     if split == "negative":  # only distractors, sized like positives' objects; the source is off-screen
         area = rng.uniform(*BUCKET_AREAS[bucket])
         count = int(rng.choice(3, p=[0.2, 0.4, 0.4]))
@@ -202,13 +184,13 @@ def make_clip(style: Style, split: str, index: int, plan: tuple[int, int], *, se
         for _ in range(100):  # re-draw a placement whose annotation leaves the bucket or is a sliver
             area = rng.uniform(*BUCKET_AREAS[bucket])
             full, visible = scene.place_object(rng, area)
-            boxes = _annotate(rng, style, visible)
-            gt_area = float(gt_map(style.name, _map_boxes(style, boxes)).sum())
+            boxes = _annotate(rng, dataset, visible)
+            gt_area = float(dataset.gt_map(dataset.map_boxes(boxes)).sum())
             w, h = visible[2] - visible[0], visible[3] - visible[1]
             if size_bucket(gt_area) == BUCKET_NAMES[bucket] and gt_area >= 128 and 0.25 <= w / h <= 4:
                 break
         else:
-            raise RuntimeError(f"{style.name} {split} clip {index}: no placement in size bucket {bucket}")
+            raise RuntimeError(f"{dataset.name} {split} clip {index}: no placement in size bucket {bucket}")
         target = scene.make_object(rng, specs[cls], full, visible)
         count = int(rng.integers(0, 3))
         objects = _distractors(rng, specs, cls, _comparable(rng, area, count), [visible]) + [target]
