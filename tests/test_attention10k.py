@@ -11,9 +11,8 @@ from torch import nn
 from torchvision.models import resnet18
 
 from vslrepro.factory import arguments
-from vslrepro.methods import method_class
+from vslrepro.methods import method_class, upsample_maps
 from vslrepro.methods.attention10k import Attention10k, draw_negatives, softmax_triplet_loss
-from vslrepro.methods import upsample_maps
 
 from methodkit import optimise, randomize_batchnorm_, small_batch
 

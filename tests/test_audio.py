@@ -10,6 +10,7 @@ import soundfile
 import torch
 from scipy import signal
 
+from vslrepro.data.errors import DataError
 from vslrepro.data.formats.audio import (
     crop_or_tile,
     load_audio,
@@ -18,7 +19,6 @@ from vslrepro.data.formats.audio import (
     read_wav,
     spectrogram_shape,
 )
-from vslrepro.data.errors import DataError
 
 
 def scipy_log_spectrogram(wave: np.ndarray, sample_rate: int, nperseg: int, noverlap: int) -> np.ndarray:

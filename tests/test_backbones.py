@@ -11,8 +11,14 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from vslrepro.data.errors import DataError
 from vslrepro.methods import _backbones as backbones
-from vslrepro.methods._backbones import (SmallAudioEncoder, SmallImageEncoder, build_backbones,
-                                        official_init_, resnet18_audio, resnet18_image)
+from vslrepro.methods._backbones import (
+    SmallAudioEncoder,
+    SmallImageEncoder,
+    build_backbones,
+    official_init_,
+    resnet18_audio,
+    resnet18_image,
+)
 
 from methodkit import randomize_batchnorm_
 

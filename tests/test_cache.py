@@ -6,9 +6,9 @@ import soundfile
 import torch
 from PIL import Image
 
-from vslrepro.data.formats import images as geometry
 from vslrepro.data.caches import AudioParams, CachedPairs, TensorCache, build_cache, load_cache
 from vslrepro.data.errors import DataError, SkipLog
+from vslrepro.data.formats import images as geometry
 
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4)
 

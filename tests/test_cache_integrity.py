@@ -63,8 +63,8 @@ def test_a_frame_replaced_after_caching_is_read_again(media, tmp_path):
     assert second.images[1, 0].mean() > 200 and second.images[1, 1].mean() < 60  # now red
 
 
-def test_plain_evaluate_after_an_allowed_incomplete_one_refuses_the_bad_frame_then_sees_its_repair(real_profile, tmp_path,  # noqa: F811
-                                                                                     monkeypatch):
+def test_plain_evaluate_after_an_allowed_incomplete_one_refuses_the_bad_frame_then_sees_its_repair(
+        real_profile, tmp_path, monkeypatch):  # noqa: F811 (the fixture imported above)
     """The issue's example: after `evaluate --skip-bad`, a plain evaluate used to reuse the cache
     without the bad sample and report "skipped": 0 — even after the file was repaired."""
     profile, root = real_profile

@@ -10,15 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from vslrepro.factory import training_model
 from vslrepro import metrics, stages
-from vslrepro.data.errors import DataError
 from vslrepro.data import splits
 from vslrepro.data.caches import TensorCache
+from vslrepro.data.errors import DataError
 from vslrepro.evaluate import score_samples
-from vslrepro.methods import unit_scale
-from vslrepro.methods import LocalizationMethod
-from vslrepro.methods import load_weights_file
+from vslrepro.factory import training_model
+from vslrepro.methods import LocalizationMethod, load_weights_file, unit_scale
 from vslrepro.methods.ezvsl import EZVSL, load_official_checkpoint
 
 

@@ -19,13 +19,19 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
+from vslrepro import metrics
 from vslrepro.config import ProfileError
 from vslrepro.factory import arguments, training_model
-from vslrepro.profiles import load_profile
-from vslrepro import metrics
 from vslrepro.methods import method_class
-from vslrepro.methods.coarsetofine import (CoarsetoFine, alignment_loss, avc_loss, class_weights,
-                                           classification_loss, from_original, kmeans)
+from vslrepro.methods.coarsetofine import (
+    CoarsetoFine,
+    alignment_loss,
+    avc_loss,
+    class_weights,
+    classification_loss,
+    from_original,
+)
+from vslrepro.profiles import load_profile
 
 from methodkit import optimise, randomize_batchnorm_, small_batch
 from test_train import assert_same_run
@@ -355,17 +361,6 @@ def test_the_labeller_stays_in_eval_mode():
     assert model.imgnet.training and not model.labeller_imgnet.training and not model.labeller_audnet.training
 
 
-def test_kmeans_finds_separated_clusters_deterministically():
-    g = torch.Generator().manual_seed(0)
-    truth = torch.tensor([[5.0, 0], [0, 5.0], [-5.0, -5.0]])
-    points = torch.cat([c + 0.1 * torch.randn(20, 2, generator=g) for c in truth])  # (60, 2)
-    centres = kmeans(points, 3, seed=1)
-    nearest = torch.cdist(truth.double(), centres).argmin(1)
-    assert sorted(nearest.tolist()) == [0, 1, 2]
-    assert torch.allclose(centres[nearest], truth.double(), atol=0.1)
-    assert torch.equal(kmeans(points, 3, seed=1), centres)
-    with pytest.raises(ValueError, match="1 <= k <= number of points"):
-        kmeans(points[:2], 3)
 
 
 def test_constructor_config_and_converter():

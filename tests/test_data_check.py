@@ -13,6 +13,7 @@ from PIL import Image
 
 from vslrepro.__main__ import main
 from vslrepro.commands.check import check_splits, dataset_specs
+
 from test_testsets import write_xml  # a Flickr-SoundNet annotation file in the real format
 
 RATE = 16000

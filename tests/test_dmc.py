@@ -16,7 +16,6 @@ from vslrepro.methods.dmc import DMC, margin_loss, mismatched_indices, soft_kmea
 
 from methodkit import batch_organize, randomize_batchnorm_, small_batch
 
-
 # ---------------------------------------------------------------- plain re-implementations
 
 

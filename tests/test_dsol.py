@@ -19,14 +19,19 @@ from torch import nn
 from torchvision.models import resnet18
 
 from vslrepro.factory import arguments
-from vslrepro.methods import method_class
-from vslrepro.methods import load_state_dict_file
-from vslrepro.methods.dsol import (DSOL, cluster_means, dilate_mask, kl_element_mean, kmeans, negative_mosaics,
-                                   object_features, original_layout_state_dict, other_clips)
+from vslrepro.methods import load_state_dict_file, method_class
+from vslrepro.methods.dsol import (
+    DSOL,
+    dilate_mask,
+    kl_element_mean,
+    negative_mosaics,
+    object_features,
+    original_layout_state_dict,
+    other_clips,
+)
 
 from methodkit import batch_organize, optimise, randomize_batchnorm_, small_batch
 from test_train import _profile, assert_same_run
-
 
 # ---------------------------------------------------------------- plain re-implementations
 
@@ -143,28 +148,10 @@ def test_dilation_and_object_features_equal_the_original_loops():
     corner = torch.zeros(1, 5, 5, dtype=torch.bool)
     corner[0, 0, 0] = True  # a border cell spreads nothing (the original's quirk)
     assert torch.equal(dilate_mask(corner), corner)
-    assert int(dilate_mask(torch.zeros(1, 5, 5, dtype=torch.bool).index_fill_(1, torch.tensor([2]), True)).sum()) == 5 + 6
+    row = torch.zeros(1, 5, 5, dtype=torch.bool).index_fill_(1, torch.tensor([2]), True)
+    assert int(dilate_mask(row).sum()) == 5 + 6
 
 
-def test_kmeans_is_seeded_and_finds_scikit_learns_optimum():
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
-
-    g = torch.Generator().manual_seed(1)
-    centres = torch.randn(4, 8, generator=g) * 3
-    points = (centres[torch.arange(200) % 4] + 0.3 * torch.randn(200, 8, generator=g)).double()
-    labels, found, inertia = kmeans(points, 4, seed=(0, 3))
-    again = kmeans(points, 4, seed=(0, 3))
-    assert torch.equal(labels, again[0]) and torch.equal(found, again[1])
-    reference = KMeans(n_clusters=4, n_init=10, random_state=0).fit(points.numpy())
-    assert adjusted_rand_score(reference.labels_, labels.numpy()) == 1.0
-    assert inertia == pytest.approx(reference.inertia_, rel=1e-9)
-    assert torch.allclose(found, cluster_means(points, labels, 4))  # Lloyd's fixed point
-    # every cluster keeps a point, even when the data has fewer distinct values than clusters
-    labels, _, _ = kmeans(torch.tensor([[0.0], [0.0], [0.0], [1.0]]), 3, seed=0)
-    assert sorted(torch.bincount(labels, minlength=3).tolist()) == [1, 1, 2]
-    with pytest.raises(ValueError, match="1 <= K <= N"):
-        kmeans(points[:3], 4)
 
 
 def test_kl_element_mean_equals_kldivloss_and_mosaics_tile_other_frames():
@@ -242,7 +229,8 @@ def test_the_schedule_rounds_and_the_stage_switch():
     assert not torch.equal(before, model.v_class_layer.weight)
     assert model.v_class_layer.weight.std().item() == pytest.approx(0.01, rel=0.3)
     assert not model.v_class_layer.bias.any()
-    assert (model.dictionary.norm(dim=1) > 0).all() and torch.allclose(model.centroids.norm(dim=1), torch.ones(3), atol=0.2)
+    assert (model.dictionary.norm(dim=1) > 0).all()
+    assert torch.allclose(model.centroids.norm(dim=1), torch.ones(3), atol=0.2)
     model.begin_epoch(1, None)  # this epoch's round is in the buffers: not recomputed (no data needed)
     with pytest.raises(ValueError, match="needs the training data"):
         stage_model(0).begin_epoch(1, None)
@@ -433,7 +421,7 @@ def test_sigkill_in_stage_two_then_resume_gives_the_same_results(tmp_path, smoke
     """5 smoke epochs: stage 1 = epochs 1-3 (rounds at 2, 3), stage 2 = epochs 4-5. Killed in epoch 5,
     the run resumes with the teacher and dictionary of its checkpoint (not rebuilt from epoch 4's weights)."""
     assert smoke_params["methods"]["dsol"]["stage_one_epochs"] == 3
-    profile = _profile(tmp_path, smoke_params, epochs=5)
+    profile = _profile(tmp_path, smoke_params, epochs=5, method="dsol")
     subprocess.run(_train_dsol(profile, tmp_path / "straight"), check=True, capture_output=True)
 
     killed = tmp_path / "killed"

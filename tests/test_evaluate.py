@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from vslrepro import factory, layout, stages
-from vslrepro.data.errors import IncompleteDataError
 from vslrepro.data.datasets import synthetic_root
+from vslrepro.data.errors import IncompleteDataError
 
 
 @pytest.fixture
@@ -122,7 +122,8 @@ def test_training_on_a_list_with_missing_media_only_on_request(real_profile, tmp
     record = json.loads((run / "run.json").read_text())
     assert record["params"]["train"]["allow_incomplete"] is True
     train = record["data"]["train"]
-    assert (train["listed"], train["used"], train["left_out"], train["left_out_ids"]) == (len(ids), len(ids) - 1, 1, [victim])
+    counts = (train["listed"], train["used"], train["left_out"], train["left_out_ids"])
+    assert counts == (len(ids), len(ids) - 1, 1, [victim])
     used = (run / train["used_list"]).read_text().split()
     assert used == [i for i in ids if i != victim]
     assert train["used_sha256"] == hashlib.sha256("\n".join(used).encode()).hexdigest()

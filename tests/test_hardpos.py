@@ -10,12 +10,10 @@ import torch.nn.functional as F
 
 from vslrepro.factory import arguments
 from vslrepro.methods import method_class
-from vslrepro.methods.hardpos import (HardPos, hardpos_logits, hardpos_loss, nearest_neighbours,
-                                      pooled_image_embeddings)
+from vslrepro.methods.hardpos import HardPos, hardpos_logits, hardpos_loss, nearest_neighbours, pooled_image_embeddings
 from vslrepro.methods.lvs import LVS, response_maps
 
 from methodkit import randomize_batchnorm_, small_batch
-
 
 # ---------------------------------------------------------------- the formula, written plainly
 
@@ -53,7 +51,7 @@ def loop_loss(responses: torch.Tensor, audio_nb: list[list[int]], visual_nb: lis
         positives += [fg(j, k) for j in audio_nb[i] for k in visual_nb[i]]
         excluded = {i, *audio_nb[i], *visual_nb[i]}
         easy = fg if easy_negatives == "foreground" else lambda n, m: sum(cells(n, m)) / len(cells(n, m))
-        negatives = [easy(i, l) for l in range(b) if l not in excluded]
+        negatives = [easy(i, other) for other in range(b) if other not in excluded]
         if background is not None:
             negatives.append(background[i])
         p = sum(math.exp(x / tau) for x in positives)

@@ -10,8 +10,8 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from vslrepro.data.formats import images
 from vslrepro.data.errors import DataError
+from vslrepro.data.formats import images
 
 
 def write_jpeg(path, width=64, height=48, mode="RGB", quality=95) -> np.ndarray:

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from vslrepro.factory import arguments
-from vslrepro.commands import localize
 from vslrepro import metrics, stages
 from vslrepro.__main__ import main
-from vslrepro.data.formats.audio import read_wav, spectrogram_shape
-from vslrepro.data.errors import DataError
-from vslrepro.methods.ezvsl import EZVSL
+from vslrepro.commands import localize
 from vslrepro.data.datasets import synthetic_root
+from vslrepro.data.errors import DataError
+from vslrepro.data.formats.audio import read_wav, spectrogram_shape
+from vslrepro.factory import arguments
+from vslrepro.methods.ezvsl import EZVSL
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -107,7 +107,8 @@ def _write_video(path, frames, wave, rate, fps=3):
 
 
 def test_a_video_gives_its_middle_frame_and_its_sound_resampled_on_request(smoke_params, run_checkpoint, tmp_path):
-    index = pd.read_csv(synthetic_root(smoke_params) / "flickr" / "metadata" / "flickr_test.csv", header=None, dtype=str)
+    test_list = synthetic_root(smoke_params) / "flickr" / "metadata" / "flickr_test.csv"
+    index = pd.read_csv(test_list, header=None, dtype=str)
     _, audio = _clip_files(smoke_params, pd.Series({"video": index.iloc[0, 0], "audio": index.iloc[0, 0]}))
     wave, rate = read_wav(audio)
     levels = np.linspace(20, 235, 9).astype(np.uint8)                    # one grey level per frame
@@ -128,7 +129,8 @@ def test_a_video_gives_its_middle_frame_and_its_sound_resampled_on_request(smoke
     assert (tmp_path / "v.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_a_released_checkpoint_without_run_json_needs_a_profile(smoke_params, run_checkpoint, evaluation, tmp_path, capsys):
+def test_a_released_checkpoint_without_run_json_needs_a_profile(smoke_params, run_checkpoint, evaluation, tmp_path,
+                                                                capsys):
     release = tmp_path / "best.pth"  # a bare state_dict under "module.", as DDP releases save it
     state = torch.load(run_checkpoint, weights_only=True)["model"]
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, release)
@@ -139,7 +141,8 @@ def test_a_released_checkpoint_without_run_json_needs_a_profile(smoke_params, ru
     assert main(command) == 2 and "--profile paper" in capsys.readouterr().err
     assert main([*command, "--profile", "smoke", "--method", "ezvsl"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert float(printed[0].removeprefix("confidence (max): ")) == pytest.approx(samples["confidence"].iloc[0], rel=1e-5)
+    confidence = float(printed[0].removeprefix("confidence (max): "))
+    assert confidence == pytest.approx(samples["confidence"].iloc[0], rel=1e-5)
 
 
 def test_bad_checkpoints_and_files_fail_naming_them(smoke_params, run_checkpoint, tmp_path, capsys):

@@ -8,10 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.factory import arguments, evaluation_model
 from vslrepro.data.errors import DataError
-from vslrepro.methods.lvs import (LVS, background_responses, foreground_responses, lvs_logits, lvs_loss,
-                                  original_layout_state_dict, response_maps)
+from vslrepro.factory import arguments, evaluation_model
+from vslrepro.methods.lvs import (
+    LVS,
+    background_responses,
+    foreground_responses,
+    lvs_logits,
+    lvs_loss,
+    original_layout_state_dict,
+    response_maps,
+)
 
 from methodkit import randomize_batchnorm_, small_batch
 

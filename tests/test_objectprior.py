@@ -9,8 +9,13 @@ from PIL import Image
 
 from vslrepro.data.errors import DataError
 from vslrepro.methods.ezvsl import EZVSL
-from vslrepro.objectprior import (load_object_set, load_or_pretrain, object_prior_path,
-                                  pretrain_object_prior, random_resized_crop_flip)
+from vslrepro.objectprior import (
+    load_object_set,
+    load_or_pretrain,
+    object_prior_path,
+    pretrain_object_prior,
+    random_resized_crop_flip,
+)
 
 TRAIN = dict(image_size=32, epochs=14, batch_size=32, lr=3e-3)
 

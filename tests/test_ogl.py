@@ -21,8 +21,13 @@ from vslrepro.factory import training_model
 from vslrepro.methods import build_method, method_class
 from vslrepro.methods._backbones import SmallImageEncoder
 from vslrepro.methods.ezvsl import EZVSL
-from vslrepro.methods.ogl import (EZVSLOGL, EZVSLOGLSLAVC, IMAGENET_OBJ_BOUNDS, ObjectGuidedLocalization,
-                                  object_map_quantile)
+from vslrepro.methods.ogl import (
+    EZVSLOGL,
+    EZVSLOGLSLAVC,
+    IMAGENET_OBJ_BOUNDS,
+    ObjectGuidedLocalization,
+    object_map_quantile,
+)
 
 TAU = 0.03
 SIZE = 224

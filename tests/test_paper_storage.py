@@ -17,15 +17,14 @@ from PIL import Image
 from test_evaluate import real_profile  # noqa: F401  (the smoke Flickr-like set as user data)
 from torch.utils.data import DataLoader
 
-from vslrepro.config import ProfileError
-from vslrepro.profiles import validate_profile
 from vslrepro.__main__ import main
+from vslrepro.config import ProfileError
+from vslrepro.data.caches import AudioParams, CachedPairs, CompressedCache, build_cache, load_cache, projected_bytes
 from vslrepro.data.caches import build as cache_module
 from vslrepro.data.caches.integrity import array_records
-from vslrepro.data.caches import AudioParams, CachedPairs, CompressedCache, build_cache, load_cache, projected_bytes
 from vslrepro.data.errors import DataError
 from vslrepro.data.formats.lists import read_id_list
-from vslrepro.profiles import load_profile
+from vslrepro.profiles import load_profile, validate_profile
 
 PAPER_AUDIO = AudioParams(3.0, 512, 274, sample_rate=16000)  # the paper's window and STFT
 SIZE = 56  # crops of 56 px: frames resized to a shorter side of 61

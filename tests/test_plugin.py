@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vslrepro import layout, stages, tables
-from vslrepro.methods import METHODS, register
-from vslrepro.methods import LocalizationMethod
+from vslrepro.methods import METHODS, LocalizationMethod, register
 
 
 @register("toy_plugin")

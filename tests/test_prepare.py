@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from vslrepro.__main__ import main
+from vslrepro.commands.prepare import prepare_videos
 from vslrepro.data.formats.audio import read_wav
 from vslrepro.data.formats.images import load_frame
-from vslrepro.commands.prepare import prepare_videos
 
 FPS, SECONDS, RATE = 10, 2, 44100
 LEFT, RIGHT = 0.5, 0.25  # sine amplitudes of the two channels: the mono mix has amplitude 0.375

@@ -9,8 +9,8 @@ import pytest
 
 from vslrepro import pipeline
 from vslrepro.config import ProfileError
-from vslrepro.paths import PARAMS_DIR, REPO_ROOT
 from vslrepro.data.datasets import locate as dataset_config
+from vslrepro.paths import PARAMS_DIR, REPO_ROOT
 from vslrepro.profiles import PROFILES, load_profile, profile_argument
 
 SMOKE = (PARAMS_DIR / "smoke.yaml").read_text()
@@ -157,8 +157,8 @@ def test_a_user_profile_reaches_the_notebook(tmp_path, monkeypatch, smoke_params
 
 def test_hyperparameter_ranges_name_parameters_the_method_takes():
     """A range on a parameter `__init__` does not take is a programming error, caught at schema build."""
-    from vslrepro.methods import LocalizationMethod
     from vslrepro.config import hyperparameter_schema as method_schema
+    from vslrepro.methods import LocalizationMethod
 
     class Misnamed(LocalizationMethod):
         hyperparameter_ranges = {"tua": {"exclusiveMinimum": 0}}

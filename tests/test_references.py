@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from vslrepro.factory import arguments, evaluation_model, training_model
-from vslrepro.methods import METHODS, build_method, display_name, method_class, register
-from vslrepro.methods import LocalizationMethod, confidence_scores
+from vslrepro.methods import (
+    METHODS,
+    LocalizationMethod,
+    build_method,
+    confidence_scores,
+    display_name,
+    method_class,
+    register,
+)
 from vslrepro.methods.references import CenterPrior, RandomMap, gaussian_center_map
 
 
@@ -101,7 +108,8 @@ def test_registry_names_classes_and_errors():
     method = build_method("random", seed=4)
     assert isinstance(method, RandomMap) and method.seed == 4 and method.name == "random"
     assert build_method("ezvsl", backbone="small", dim=32).dim == 32
-    with pytest.raises(ValueError, match="unknown method 'lvs2'; known methods: attention10k, center, coarsetofine, dmc, dsol, ezvsl, ezvsl_ogl"):
+    known = "attention10k, center, coarsetofine, dmc, dsol, ezvsl, ezvsl_ogl"
+    with pytest.raises(ValueError, match=f"unknown method 'lvs2'; known methods: {known}"):
         build_method("lvs2")
     with pytest.raises(ValueError, match="unknown method"):
         method_class("nope")

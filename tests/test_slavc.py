@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_checkpoints import save_like_numpy1  # the released files' numpy-1.x pickles
 from torch import nn
 from torchvision.models import resnet18
 
@@ -14,7 +15,6 @@ from vslrepro.methods import method_class
 from vslrepro.methods.slavc import SLAVC, mixture_logits, slavc_loss
 
 from methodkit import optimise, randomize_batchnorm_, small_batch
-from test_checkpoints import save_like_numpy1  # the released files' numpy-1.x pickles
 
 TAU = 0.03
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vslrepro import metrics, tables as T
+from vslrepro import metrics
+from vslrepro import tables as T
 
 
 def index(sizes, neg_types):

@@ -16,8 +16,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from vslrepro.data.formats import images as geometry
 from vslrepro.data.caches import AudioParams, CachedPairs, build_cache
+from vslrepro.data.formats import images as geometry
 from vslrepro.data.formats.images import load_frame
 
 AUDIO = AudioParams(duration=1.0, nperseg=128, noverlap=4)
@@ -86,8 +86,8 @@ def test_square_frames_bit_identical_to_legacy_cache(tmp_path, side, size):
 
 def test_synthetic_benchmark_train_batches_unchanged(smoke_params, tmp_path):
     """The embedded benchmark's (square, 64 px) training frames: same cached bytes, same batches."""
-    from vslrepro.data.formats.lists import read_id_list
     from vslrepro.data.datasets import locate as dataset_config
+    from vslrepro.data.formats.lists import read_id_list
 
     size = smoke_params["input"]["image_size"]
     for name in ("flickr", "vggss"):
@@ -141,7 +141,8 @@ def test_training_data_pass_is_central_crops_in_index_order(tmp_path):
     for i, (w, h) in enumerate([(80, 60), (60, 90), (70, 70)]):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.jpg")
         soundfile.write(tmp_path / f"c{i}.wav", rng.uniform(-0.5, 0.5, 16000).astype(np.float32), 16000)
-    (tmp_path / "frames").mkdir(); (tmp_path / "audio").mkdir()
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
     for i in range(3):
         (tmp_path / f"c{i}.jpg").rename(tmp_path / "frames" / f"c{i}.jpg")
         (tmp_path / f"c{i}.wav").rename(tmp_path / "audio" / f"c{i}.wav")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import shutil
 
+from vslrepro.data.datasets import locate as dataset_config
+from vslrepro.data.datasets import synthetic_root
 from vslrepro.data.splits import validation_split
 from vslrepro.data.testsets import positives_index
-from vslrepro.data.datasets import locate as dataset_config, synthetic_root
 
 
 def real_params(tmp_path, smoke_params, vggss_val):
@@ -15,8 +16,9 @@ def real_params(tmp_path, smoke_params, vggss_val):
     for name in ("flickr", "vggss"):
         roots[name] = tmp_path / name
         shutil.copytree(synthetic_root(smoke_params) / name, roots[name])
-    entry = lambda name, val: {"train_root": str(roots[name]), "train_list": f"metadata/{name}_train.txt",
-                               "test_root": str(roots[name]), "metadata_root": str(roots[name]), "val": val}
+    def entry(name, val):
+        return {"train_root": str(roots[name]), "train_list": f"metadata/{name}_train.txt",
+                "test_root": str(roots[name]), "metadata_root": str(roots[name]), "val": val}
     return {**smoke_params, "profile": "valtest",
             "data": {"source": "real", "flickr_list": "250", "flickr": entry("flickr", "test"),
                      "vggss": entry("vggss", vggss_val)}}

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", "--flickr-list", dest="variant", choices=VARIANTS,
                    help=f"the test list of a dataset that has several ({VARIANT_HELP}; default: the profile's, "
                         "else the first)")
-    p.add_argument("--sample-rate", type=int, help="expected WAV rate (default: the profile's input.sample_rate, else the most common one)")
+    p.add_argument("--sample-rate", type=int,
+                   help="expected WAV rate (default: the profile's input.sample_rate, else the most common one)")
     p.add_argument("--min-seconds", type=float,
                    help="shorter audio is reported (default: the profile's audio window, else 3 s)")
     p.add_argument("--min-coverage", type=float,
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     _profile(p, default=None)
     p.add_argument("--run", help="a training run folder (its run.json names profile, dataset, method)")
     p.add_argument("--dataset", choices=DATASET_CHOICES)
-    p.add_argument("--method", choices=sorted(METHODS), help="method to evaluate (default: the run's; e.g. ezvsl_ogl on an ezvsl run)")
+    p.add_argument("--method", choices=sorted(METHODS),
+                   help="method to evaluate (default: the run's; e.g. ezvsl_ogl on an ezvsl run)")
     p.add_argument("--checkpoint", default="latest",
                    help="best or latest (the run's), none (training-free references), or a checkpoint "
                         "file such as an official EZ-VSL best.pth")

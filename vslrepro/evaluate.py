@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-
 from tqdm.auto import tqdm
 
 from vslrepro import layout, metrics

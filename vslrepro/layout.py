@@ -39,7 +39,7 @@ from vslrepro.paths import cache_dir, results_dir
 TRAINING_MODULES = (
     "vslrepro.train", "vslrepro.evaluate", "vslrepro.factory", "vslrepro.seeding", "vslrepro.pretrained",
     "vslrepro.objectprior", "vslrepro.methods._base", "vslrepro.methods._backbones",
-    "vslrepro.methods._checkpoints", "vslrepro.data.caches.build",
+    "vslrepro.methods._checkpoints", "vslrepro.methods._kmeans", "vslrepro.data.caches.build",
     "vslrepro.data.caches.decode", "vslrepro.data.caches.decoded", "vslrepro.data.caches.compressed",
     "vslrepro.data.caches.pairs", "vslrepro.data.formats.images", "vslrepro.data.formats.audio",
     "vslrepro.data.splits", "vslrepro.metrics.maps",

@@ -11,11 +11,12 @@ read every per-sample CSV and skip log.
 
 A stage is skipped when its executed notebook and the files it makes exist (a training stage's
 checkpoints included) and its stamp is unchanged: a hash of the profile file, the stage's
-parameters, the notebook's source, the package's source and the contents of the stage's input files. Training runs are cached in folders keyed by their parameters and
-training code (`layout.run_key`), so a run is retrained after the training code changed. A failed
-stage is reported, its stale outputs are removed, the stages that need it are blocked (and lose
-their stamps, so nothing built from an earlier run's files passes as fresh), the others still run,
-and the command exits non-zero at the end.
+parameters, the notebook's source, the package's source and the contents of the stage's input files.
+Training runs are cached in folders keyed by their parameters and training code (`layout.run_key`),
+so a run is retrained after the training code changed. A failed stage is reported, its stale outputs
+are removed, the stages that need it are blocked (and lose their stamps, so nothing built from an
+earlier run's files passes as fresh), the others still run, and the command exits non-zero at the
+end.
 
 Two `reproduce` of one profile never run at once: the second waits for the first (a lock in the
 cache), then finds every stage up to date. Other profiles proceed; the cache artefacts they share
@@ -252,7 +253,8 @@ def _reproduce(profile: str, params: dict[str, Any], *, force: bool, only: list[
         if error is not None:  # a failed stage is reported; the others go on
             message = str(error).splitlines()[-1][:300] if str(error) else ""
             status[stage.key] = f"failed: {type(error).__name__}: {message}"
-            for path in stage.outputs + stage.optional_outputs:  # never leave an earlier run's results behind as if fresh
+            # never leave an earlier run's results behind as if fresh
+            for path in stage.outputs + stage.optional_outputs:
                 path.unlink(missing_ok=True)
             log(f"[{stage.key}] FAILED ({status[stage.key]}); see {files['notebook']} and {files['log']}")
             return

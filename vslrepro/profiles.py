@@ -178,6 +178,7 @@ def schedule_problems(params: dict[str, Any]) -> list[str]:
         for name in params.get(section_name) or []:
             cls = METHODS[name]
             if cls.run_method() == name:
+                epochs = int(params["train"]["epochs"])
                 problems += [f"{section_name}.{name}: {problem}"
-                             for problem in cls.schedule_problems(arguments(params, name), int(params["train"]["epochs"]))]
+                             for problem in cls.schedule_problems(arguments(params, name), epochs)]
     return problems

@@ -4,8 +4,8 @@
 never whatever CSVs happen to lie in `samples/` — and says which were skipped or are missing.
 `coverage_notes` turns the provenance records into the sentences the tables print under
 themselves, one per evaluation that left samples out ("evaluated on 190 of 192 listed samples …");
-an evaluation of the whole test set adds nothing, so complete results keep their tables unchanged. `intervals` and `summary` are the numbers
-beyond the paper: bootstrap intervals and one method's row.
+an evaluation of the whole test set adds nothing, so complete results keep their tables unchanged.
+`intervals` and `summary` are the numbers beyond the paper: bootstrap intervals and one method's row.
 """
 
 from __future__ import annotations

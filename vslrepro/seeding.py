@@ -1,4 +1,14 @@
-"""Seeding: one explicit call, never at import time."""
+"""Seeding: one explicit call, never at import time, and one way to derive a seed from a key.
+
+Every random choice of the package comes from the profile's seed and a key saying what it is for,
+always through numpy's `SeedSequence`: `derive_seed` (an int, for torch), `numpy_generator` and
+`torch_generator`. A key is (seed, ...) — (seed, epoch, sample index) for a training crop, (seed,
+epoch) for an epoch's batch order — plus a `purpose` that keeps two uses of the same key apart
+(`PURPOSES`: in-model draws of an epoch, a k-means round, re-initialized weights, a draw of
+positives, a random map; it goes into the SeedSequence's spawn key, so it can never collide with a
+key of numbers alone). Derived this way, keys never collide the way `seed * 1000 + epoch` does (seed
+0's epoch 1000 is seed 1's epoch 0).
+"""
 
 from __future__ import annotations
 
@@ -41,3 +51,30 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+PURPOSES = ("model", "kmeans", "reinit", "positives", "content")  # what a derived seed is for
+
+
+def seed_sequence(*key: int, purpose: str | None = None) -> np.random.SeedSequence:
+    """numpy's SeedSequence of a key of non-negative ints, `purpose` (one of PURPOSES) in its
+    spawn key; None for the training crops and batch orders (a key of numbers alone)."""
+    if purpose is not None and purpose not in PURPOSES:
+        raise ValueError(f"unknown seed purpose {purpose!r}; expected one of {PURPOSES}")
+    spawn = () if purpose is None else (PURPOSES.index(purpose) + 1,)
+    return np.random.SeedSequence([int(v) for v in key], spawn_key=spawn)
+
+
+def derive_seed(*key: int, purpose: str | None = None) -> int:
+    """A 32-bit seed from a key, e.g. `derive_seed(seed, epoch, purpose="model")`."""
+    return int(seed_sequence(*key, purpose=purpose).generate_state(1)[0])
+
+
+def numpy_generator(*key: int, purpose: str | None = None) -> np.random.Generator:
+    """A numpy Generator drawn from the SeedSequence of a key (see `seed_sequence`)."""
+    return np.random.default_rng(seed_sequence(*key, purpose=purpose))
+
+
+def torch_generator(*key: int, purpose: str | None = None) -> torch.Generator:
+    """A CPU torch Generator seeded with `derive_seed(*key, purpose=purpose)`."""
+    return torch.Generator().manual_seed(derive_seed(*key, purpose=purpose))

@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from vslrepro import metrics
-from vslrepro.data.datasets import DATASETS, dataset_class
+from vslrepro.data.datasets import DATASETS, dataset_class, extended_name
 from vslrepro.data.datasets import display_name as dataset_display_name
-from vslrepro.data.datasets import extended_name
 from vslrepro.methods import METHODS, display_name
 
 REFERENCE_CHECKPOINT = "none"

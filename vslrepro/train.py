@@ -27,8 +27,9 @@ records, under "data", the list used: its counts, the ids left out and a digest 
 `latest.pt`: resuming, or finding a finished run, with another list used is refused. A complete
 list trains exactly as before.
 
-Every random choice of epoch e derives from (seed, e): the batch order, each sample's crop and flip,
-and torch's global RNG (for dropout). A run killed at any point and started again resumes from
+Every random choice of epoch e derives from (seed, e) through `vslrepro.seeding`: the batch order,
+each sample's crop and flip (with its index), and torch's global RNG (dropout and other in-model
+draws; purpose "model"). A run killed at any point and started again resumes from
 `latest.pt` and ends with the same weights as an uninterrupted run (on CPU; GPU kernels may not be
 bitwise deterministic).
 
@@ -51,7 +52,6 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
-
 from tqdm.auto import tqdm
 
 from vslrepro import metrics
@@ -67,12 +67,12 @@ from vslrepro.factory import training_model
 from vslrepro.layout import run_identity
 from vslrepro.methods import load_weights_file, method_class
 from vslrepro.provenance import environment
-from vslrepro.seeding import cpu_threads, seed_everything
+from vslrepro.seeding import cpu_threads, derive_seed, numpy_generator, seed_everything
 
 
 def epoch_order(n: int, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
     """This process's sample order for one epoch (drop_last, like the official loaders)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
+    order = numpy_generator(seed, epoch).permutation(n)
     usable = (n // batch_size) * batch_size  # global batches only
     order = order[:usable].reshape(-1, batch_size)  # (batches, global batch)
     per_rank = batch_size // world
@@ -312,7 +312,7 @@ def _train_run(params: dict[str, Any], dataset: str, cls: type, out: Path, *,
         tic = time.perf_counter()
         data.set_epoch(epoch)
         model.begin_epoch(epoch, between_epochs)
-        torch.manual_seed(seed * 1_000 + epoch)  # dropout and any other in-model randomness
+        torch.manual_seed(derive_seed(seed, epoch, purpose="model"))  # dropout and any other in-model draw
         order = epoch_order(len(data), seed, epoch, cfg["batch_size"], rank, world).tolist()
         loader = DataLoader(data, batch_size=per_rank, sampler=order, num_workers=cfg["num_workers"],
                             pin_memory=dev.type == "cuda", persistent_workers=False)

@@ -23,13 +23,13 @@ them, or warnings, which the loaders handle but which the user should know about
   (cIoU 0 for every method; docs/data.md §7).
 
 The expected sample rate is `sample_rate` when given (with a profile: its `input.sample_rate`, which
-the tensor cache enforces), else the most common rate among all the dataset's checked WAV files. Coverage = usable / listed, each distinct row counted once. The
-check passes when every evaluation split (validation, test positives, test negatives) has a
-readable list without repeated rows (the pipeline refuses them; docs/data.md §2) and coverage 1,
-or at least `min_coverage` when the user accepts a threshold explicitly. The training split is
-reported but does not decide, since its list usually names clips that no longer exist (write the
-usable ones with `usable_train_out` and train on that list).
-"""
+the tensor cache enforces), else the most common rate among all the dataset's checked WAV files.
+Coverage = usable / listed, each distinct row counted once. The check passes when every evaluation
+split (validation, test positives, test negatives) has a readable list without repeated rows (the
+pipeline refuses them; docs/data.md §2) and coverage 1, or at least `min_coverage` when the user
+accepts a threshold explicitly. The training split is reported but does not decide, since its list
+usually names clips that no longer exist (write the usable ones with `usable_train_out` and train on
+that list). """
 
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import soundfile
-
 from tqdm.auto import tqdm
 
 from vslrepro.atomic import atomic_write_text

@@ -328,7 +328,8 @@ def run(checkpoint: str | Path, out: str | Path, *, video=None, image=None, audi
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     result = localize_clip(model, clip, params, sample_rate=rate, kind=chosen.kind if chosen else None, device=dev)
     report: dict[str, Any] = {"clip": clip.source, "method": method, "checkpoint": str(checkpoint),
-                              "sample_rate": clip.sample_rate, "resampled_to": rate if rate != clip.sample_rate else None,
+                              "sample_rate": clip.sample_rate,
+                              "resampled_to": rate if rate != clip.sample_rate else None,
                               "confidence_kind": result.kind, "confidence": result.score,
                               "confidences": result.confidence, "threshold": None, "visible_source": None}
     verdict = ""

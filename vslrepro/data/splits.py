@@ -21,8 +21,15 @@ from typing import Any
 
 import pandas as pd
 
-from vslrepro.data.caches import (AudioParams, CompressedCache, TensorCache, build_cache, cache_key, free_bytes,
-                                  projected_bytes)
+from vslrepro.data.caches import (
+    AudioParams,
+    CompressedCache,
+    TensorCache,
+    build_cache,
+    cache_key,
+    free_bytes,
+    projected_bytes,
+)
 from vslrepro.data.datasets import DatasetConfig, locate, synthetic_root
 from vslrepro.data.errors import DataError, IncompleteDataError, SkipLog, describe_left_out
 from vslrepro.data.formats.lists import read_id_list
@@ -226,8 +233,8 @@ def cache_footprints(params: dict[str, Any], datasets: list[str]) -> list[dict[s
         add(name, "train", cfg, cfg.train_root, _train_pairs(params, name), "train", train_storage(params),
             tensor_dir(params, name))
         val_cfg, index = _validation_index(params, name)
-        add(name, f"validation ({val_cfg.name} media)", val_cfg, val_cfg.test_root, list(zip(index["video"], index["audio"])),
-            "test", "decoded", tensor_dir(params, val_cfg.name))
+        add(name, f"validation ({val_cfg.name} media)", val_cfg, val_cfg.test_root,
+            list(zip(index["video"], index["audio"])), "test", "decoded", tensor_dir(params, val_cfg.name))
     return rows
 
 

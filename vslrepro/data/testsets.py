@@ -28,8 +28,8 @@ import pandas as pd
 from vslrepro.data.datasets import dataset_class
 from vslrepro.data.errors import DataError, SkipLog
 from vslrepro.data.formats.boxes import MAP_SIZE, size_bucket
-from vslrepro.data.formats.media import COMMUNITY, media_files
 from vslrepro.data.formats.lists import NEGATIVE_LABEL, read_classes, read_extended_csv, read_vggsound_csv
+from vslrepro.data.formats.media import COMMUNITY, media_files
 
 COLUMNS = ("video", "audio", "positive", "neg_type", "n_boxes", "area", "size", "class", "audio_class")
 STR_COLUMNS = ("video", "audio", "neg_type", "size", "class", "audio_class")

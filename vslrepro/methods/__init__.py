@@ -21,8 +21,7 @@ import importlib
 import pkgutil
 
 from vslrepro.methods._backbones import BACKBONES, build_backbones, build_image_encoder
-from vslrepro.methods._base import (Localization, LocalizationMethod, confidence_scores, unit_scale,
-                                    upsample_maps)
+from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, unit_scale, upsample_maps
 from vslrepro.methods._checkpoints import load_state_dict_file, load_weights_file
 from vslrepro.methods._registry import METHODS, display_name, method_class, register
 

@@ -88,9 +88,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones
 from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
+from vslrepro.methods._registry import register
 
 COSINE_BOUNDS = (-1.0, 1.0)  # range of the cosine map c that the confidences are read from
 

@@ -40,8 +40,9 @@ epoch `stage_one_epochs`. Deviations, and why:
   external supervised classifiers (an AudioSet tagger, ImageNet predictions mapped by hand-made
   tables) that the benchmark cannot ship and that would add category supervision the other methods
   lack. Ours: stage 1 trains L_avc alone; at the stage boundary the stage-1 encoders are frozen into
-  a *labeller* (`labeller_imgnet`, `labeller_audnet`) and k-means (K = `classes`, k-means++ seeded by
-  `seed`, float64) clusters the joint embedding [ā/‖ā‖; v̄/‖v̄‖] of the labeller's pooled
+  a *labeller* (`labeller_imgnet`, `labeller_audnet`) and the package's k-means
+  (`vslrepro.methods._kmeans`: K = `classes`, k-means++ seeded by `seed`, 10 restarts, float64)
+  clusters the joint embedding [ā/‖ā‖; v̄/‖v̄‖] of the labeller's pooled
   features over the whole training set (`data.batches()`: central crops, index order). In stage 2
   each training pair's label is the one-hot nearest centre of its labeller embedding, shared by both
   modalities (the README says one set of labels for both modalities also works). The labeller and
@@ -96,10 +97,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones
-from vslrepro.methods._checkpoints import load_state_dict_file
 from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
+from vslrepro.methods._checkpoints import load_state_dict_file
+from vslrepro.methods._kmeans import kmeans
+from vslrepro.methods._registry import register
 
 STAGE_TWO_PARTS = ("class_a", "class_v", "project_a", "project_v")  # no loss in stage 1
 
@@ -210,46 +212,6 @@ def class_weights(class_probability: torch.Tensor, threshold: float = 0.3) -> to
     return class_probability * chosen
 
 
-def kmeans(points: torch.Tensor, k: int, *, iters: int = 100, seed: int = 0) -> torch.Tensor:
-    """Lloyd's k-means with k-means++ seeding, in float64, deterministic for a seed.
-
-    Args:
-        points: (N, D) with N ≥ k.
-        k: number of centres.
-        iters: at most this many Lloyd iterations (stops when the assignment no longer changes).
-        seed: seed of the k-means++ draws (a private generator: the global RNG is untouched).
-
-    Returns:
-        (k, D) centres, float64. A centre left without points keeps its previous position.
-
-    Raises:
-        ValueError: fewer points than centres, or k < 1.
-    """
-    x = points.detach().double().cpu()
-    if k < 1 or len(x) < k:
-        raise ValueError(f"k-means needs 1 <= k <= number of points, got k={k} for {len(x)} points")
-    generator = torch.Generator().manual_seed(seed)
-    centres = x[torch.randint(len(x), (1,), generator=generator)]  # (1, D)
-    for _ in range(1, k):  # k-means++: draw proportional to the squared distance to the nearest centre
-        nearest = torch.cdist(x, centres).min(1).values.pow(2)  # (N,)
-        if nearest.sum() == 0:  # fewer distinct points than k: duplicate one
-            pick = torch.randint(len(x), (1,), generator=generator)
-        else:
-            pick = torch.multinomial(nearest / nearest.sum(), 1, generator=generator)
-        centres = torch.cat([centres, x[pick]])
-    assignment = None
-    for _ in range(iters):
-        new = torch.cdist(x, centres).argmin(1)  # (N,)
-        if assignment is not None and torch.equal(new, assignment):
-            break
-        assignment = new
-        for c in range(k):
-            members = x[assignment == c]
-            if len(members):
-                centres[c] = members.mean(0)
-    return centres
-
-
 # ---------------------------------------------------------------- the method
 
 
@@ -281,7 +243,8 @@ class CoarsetoFine(LocalizationMethod):
     display_name = "CoarsetoFine"
     hyperparameter_ranges = {"classes": {"minimum": 1}, "stage_one_epochs": {"minimum": 0},
                              "embed_dim": {"minimum": 1}, "avc_hidden": {"minimum": 1},
-                             "margin": {"exclusiveMinimum": 0}, "threshold": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                             "margin": {"exclusiveMinimum": 0},
+                             "threshold": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
                              "layer4_stride": {"enum": [1, 2]}, "seed": {"minimum": 0}}
     upsample_mode = "bilinear"
     align_corners = False  # F.interpolate's default in `test`
@@ -412,7 +375,7 @@ class CoarsetoFine(LocalizationMethod):
         self.labeller_audnet.load_state_dict(self.audnet.state_dict())
         embeddings = torch.cat([self.labeller_embedding(images, specs).cpu()
                                 for images, specs, *_ in batches])  # (N, C_a + C_v)
-        centres = kmeans(embeddings, self.classes, seed=self.seed)
+        _, centres, _ = kmeans(embeddings, self.classes, seed=self.seed)
         self.centres.copy_(centres.to(self.centres))
         self.centres_fitted.fill_(True)
 

@@ -60,9 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones
 from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
+from vslrepro.methods._registry import register
 
 
 def euclidean_distances(centres: torch.Tensor, vectors: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:

@@ -46,7 +46,8 @@ Deviations and choices (each also in docs/methods/dsol.md):
 - data: single-source synthetic (or real) pairs, no MUSIC solos or cocktail-party mixtures. Stage 2's
   positive is the natural frame with its own sound (one sounding object, the rest silent); its
   negative is a 2×2 mosaic of four other clips' frames of the batch (each downscaled 2× by a 2×2
-  mean), whose four quadrants are all "silent" for that sound; no audio is mixed. The KL target is the frozen stage-1 audio classifier's posterior on the single sound.
+  mean), whose four quadrants are all "silent" for that sound; no audio is mixed. The KL target is
+  the frozen stage-1 audio classifier's posterior on the single sound.
 - in-batch mismatched frames (stage 1): audio i with the frame of clip j = (i + r_i) mod B, r_i
   uniform in {1, …, B − 1} (torch's global RNG), frames encoded once (B images, not 2B): BatchNorm
   sees B frames instead of 2B; stage 2 encodes the B frames and B mosaics together, as the original.
@@ -59,9 +60,9 @@ Deviations and choices (each also in docs/methods/dsol.md):
   k-means centroid of its current (detached, augmented, train-mode) normalized object feature — the
   k-means `predict` the original applies to its validation set — instead of its label from the
   round's pass. The round's pass itself is un-augmented (central crops, eval mode).
-- k-means: our own seeded torch k-means (k-means++ seeding, `kmeans_restarts` runs, Lloyd iterations,
-  the lowest inertia kept; an empty cluster takes the point farthest from its centre) instead of
-  scikit-learn's unseeded KMeans; same objective.
+- k-means: the package's seeded torch k-means (`vslrepro.methods._kmeans`: k-means++ seeding,
+  `kmeans_restarts` runs, Lloyd iterations, the lowest inertia kept; an empty cluster takes the point
+  farthest from its centre) instead of scikit-learn's unseeded KMeans; same objective.
 - the teacher of stage 2 is the audio branch only (`audnet` + `a_class_layer` snapshotted at the
   stage switch): the original's frozen full stage-1 model feeds only its audio logits to the loss.
   Its dictionary comes from the last round of stage 1, whose cluster ids the teacher's classifier
@@ -98,19 +99,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones
-from vslrepro.methods._checkpoints import load_state_dict_file
 from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, upsample_maps
+from vslrepro.methods._checkpoints import load_state_dict_file
+from vslrepro.methods._kmeans import cluster_means, kmeans, squared_distances
+from vslrepro.methods._registry import register
+from vslrepro.seeding import torch_generator
 
-
-# ---------------------------------------------------------------- object features and k-means
+# ---------------------------------------------------------------- object features
 
 
 def dilate_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -147,92 +148,6 @@ def object_features(feature_map: torch.Tensor, location_map: torch.Tensor, thres
     """
     mask = dilate_mask(location_map > threshold).to(feature_map.dtype)  # (B, h, w)
     return (feature_map * mask[:, None]).mean(dim=(2, 3))  # (B, C, h, w) -> (B, C)
-
-
-def squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """(N, D), (K, D) -> (N, K) squared Euclidean distances (clamped at 0)."""
-    return (points.pow(2).sum(1, keepdim=True) - 2 * points @ centres.T
-            + centres.pow(2).sum(1)[None]).clamp_min(0)
-
-
-def kmeans_plus_plus(points: torch.Tensor, clusters: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: the first centre uniform, each next one drawn ∝ its squared distance to the
-    nearest centre so far. Returns (K, D) centres."""
-    n = points.shape[0]
-    first = int(torch.randint(n, (1,), generator=generator))
-    centres = [points[first]]
-    nearest = squared_distances(points, points[first][None])[:, 0]  # (N,)
-    for _ in range(1, clusters):
-        weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)  # all points coincide
-        pick = int(torch.multinomial(weights, 1, generator=generator))
-        centres.append(points[pick])
-        nearest = torch.minimum(nearest, squared_distances(points, points[pick][None])[:, 0])
-    return torch.stack(centres)
-
-
-def kmeans(points: torch.Tensor, clusters: int, *, seed: int | tuple[int, ...] = 0, restarts: int = 10,
-           iters: int = 300, tol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Seeded, deterministic k-means (Lloyd) with k-means++ seeding and restarts, torch only.
-
-    Computed in float64 on the CPU. An empty cluster takes the point farthest from its centre (as
-    scikit-learn relocates empty clusters), so every cluster keeps at least one point. The labels
-    returned are the last assignment step's and the centres their means (Lloyd's fixed point).
-
-    Args:
-        points: (N, D) points, N ≥ K.
-        clusters: K ≥ 1.
-        seed: an int or a tuple of ints (e.g. (seed, epoch)) seeding the k-means++ draws.
-        restarts: independent seedings; the run of lowest inertia is kept (scikit-learn: 10).
-        iters: the most Lloyd iterations per run (scikit-learn: 300).
-        tol: stop when the centres move less than tol (squared, summed) in one iteration.
-
-    Returns:
-        (labels (N,) long, centres (K, D) in the points' dtype, inertia Σ min squared distance).
-
-    Raises:
-        ValueError: K < 1, fewer points than clusters, or restarts/iters < 1.
-    """
-    if clusters < 1 or points.shape[0] < clusters:
-        raise ValueError(f"k-means needs 1 <= K <= N points, got K = {clusters} and N = {points.shape[0]}")
-    if restarts < 1 or iters < 1:
-        raise ValueError(f"restarts and iters must be >= 1, got {restarts} and {iters}")
-    x = points.detach().to("cpu", torch.float64)
-    seeds = seed if isinstance(seed, tuple) else (seed,)
-    generator = torch.Generator().manual_seed(hash_seed(*seeds))
-    best: tuple[torch.Tensor, torch.Tensor, float] | None = None
-    for _ in range(restarts):
-        centres = kmeans_plus_plus(x, clusters, generator)
-        for _ in range(iters):
-            distances = squared_distances(x, centres)  # (N, K)
-            labels = distances.argmin(1)
-            counts = torch.bincount(labels, minlength=clusters)
-            for empty in (counts == 0).nonzero().flatten().tolist():  # relocate: the worst-fit point
-                far = int(distances.gather(1, labels[:, None])[:, 0].argmax())
-                labels[far] = empty
-                distances[far] = 0  # not chosen twice
-            moved = cluster_means(x, labels, clusters)
-            shift = float((moved - centres).pow(2).sum())
-            centres = moved
-            if shift <= tol:
-                break
-        inertia = float((x - centres[labels]).pow(2).sum())  # the last assignment and its means
-        if best is None or inertia < best[2]:
-            best = (labels, centres, inertia)
-    labels, centres, inertia = best
-    return labels.to(points.device), centres.to(points.device, points.dtype), inertia
-
-
-def hash_seed(*values: int) -> int:
-    """One 63-bit seed from several ints (numpy's SeedSequence), e.g. (seed, epoch)."""
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def cluster_means(features: torch.Tensor, labels: torch.Tensor, clusters: int) -> torch.Tensor:
-    """(N, C), (N,) -> (K, C): the mean feature of each cluster (the object dictionary)."""
-    sums = torch.zeros(clusters, features.shape[1], dtype=features.dtype, device=features.device)
-    sums.index_add_(0, labels, features)
-    counts = torch.bincount(labels, minlength=clusters).clamp_min(1).to(features.dtype)
-    return sums / counts[:, None]
 
 
 def nearest_centroid(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -370,7 +285,8 @@ class DSOL(LocalizationMethod):
     """
 
     display_name = "DSOL"
-    hyperparameter_ranges = {"embed_dim": {"minimum": 1}, "clusters": {"minimum": 1}, "stage_one_epochs": {"minimum": 1},
+    hyperparameter_ranges = {"embed_dim": {"minimum": 1}, "clusters": {"minimum": 1},
+                             "stage_one_epochs": {"minimum": 1},
                              "kmeans_restarts": {"minimum": 1}, "init_epochs": {"minimum": 0},
                              "mask_threshold": {"minimum": 0, "exclusiveMaximum": 1},
                              "location_weight": {"minimum": 0}, "class_sharpness": {"exclusiveMinimum": 0},
@@ -551,7 +467,7 @@ class DSOL(LocalizationMethod):
                                     seed=(self.seed, epoch), restarts=self.kmeans_restarts)
         self.centroids.copy_(centres)
         self.dictionary.copy_(cluster_means(features, labels, self.clusters))
-        generator = torch.Generator().manual_seed(hash_seed(self.seed, epoch, 1))
+        generator = torch_generator(self.seed, epoch, purpose="reinit")
         for layer in (self.v_class_layer, self.a_class_layer):
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.01)
             layer.bias.zero_()

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones, official_init_
 from vslrepro.methods._base import LocalizationMethod
 from vslrepro.methods._checkpoints import load_state_dict_file
+from vslrepro.methods._registry import register
 
 
 def mil_similarity(image_features: torch.Tensor, audio_features: torch.Tensor, tau: float) -> torch.Tensor:

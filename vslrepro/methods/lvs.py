@@ -52,10 +52,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones, official_init_
 from vslrepro.methods._base import LocalizationMethod
 from vslrepro.methods._checkpoints import load_state_dict_file
+from vslrepro.methods._registry import register
 
 
 def response_maps(image_features: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:

@@ -57,10 +57,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_image_encoder
-from vslrepro.methods._base import (Localization, LocalizationMethod, confidence_scores, unit_scale,
-                                   upsample_maps)
+from vslrepro.methods._base import Localization, LocalizationMethod, confidence_scores, unit_scale, upsample_maps
+from vslrepro.methods._registry import register
 from vslrepro.methods.ezvsl import EZVSL
 
 IMAGENET_OBJ_BOUNDS = (0.0, 2.5)  # SLAVC test.py, for the ImageNet ResNet-18 layer4 map

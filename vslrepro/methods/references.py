@@ -7,7 +7,8 @@ the inputs show; neither is trainable.
 
 - `RandomMap`: i.i.d. uniform values on a 7×7 grid (EZ-VSL's resolution), upsampled like EZ-VSL
   (bilinear, align_corners=True). The random numbers of sample i come from a generator seeded with
-  a hash of (seed, the bytes of image i, the bytes of spec i): the same inputs give the same map for
+  the key (seed, a hash of the bytes of image i and spec i) (`content_seed`, `vslrepro.seeding`):
+  the same inputs give the same map for
   any batch size, batch order or device split, and different clips give independent maps. Its
   confidences ("max", "topk_mean" of the random map) are therefore random too, independent of
   whether the source is visible: AP and max-F1 sit at chance. (Inputs that differ in their bytes —
@@ -23,20 +24,24 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._base import LocalizationMethod
+from vslrepro.methods._registry import register
+from vslrepro.seeding import derive_seed
 
 
 def content_seed(seed: int, *tensors: torch.Tensor) -> int:
-    """A 63-bit seed derived from `seed` and the exact bytes of `tensors` (as float32 on CPU)."""
-    digest = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
+    """A seed derived from `seed` and the exact bytes of `tensors` (as float32 on CPU): the key
+    (seed, 64-bit BLAKE2b digest of the content as two 32-bit words), purpose "content"."""
+    digest = hashlib.blake2b(digest_size=8)
     for tensor in tensors:
         data = tensor.detach().to("cpu", torch.float32).contiguous()
         digest.update(str(tuple(data.shape)).encode())
         digest.update(data.numpy().tobytes())
-    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
+    words = np.frombuffer(digest.digest(), dtype="<u4")  # 8 bytes -> 2 uint32
+    return derive_seed(seed, *words, purpose="content")
 
 
 @register("random")

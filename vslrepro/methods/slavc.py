@@ -52,9 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vslrepro.methods._registry import register
 from vslrepro.methods._backbones import build_backbones, official_init_
 from vslrepro.methods._base import LocalizationMethod
+from vslrepro.methods._registry import register
 
 IMAGE_PARTS = ("imgnet", "img_proj1", "img_proj2")  # averaged with momentum_img
 AUDIO_PARTS = ("audnet", "aud_proj1", "aud_proj2")  # averaged with momentum_aud

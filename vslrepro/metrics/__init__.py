@@ -43,10 +43,9 @@ and PR curves), `official` (the official evaluator's AP/F1, bit-compatible), `br
 negative-type breakdowns, bootstrap intervals).
 """
 
-from vslrepro.metrics.breakdowns import (NEG_TYPES, SIZE_BUCKETS, bootstrap, negative_type_breakdown,
-                                         size_breakdown)
+from vslrepro.metrics.breakdowns import NEG_TYPES, SIZE_BUCKETS, bootstrap, negative_type_breakdown, size_breakdown
 from vslrepro.metrics.detection import AUC_THRESHOLDS, MODES, max_f1_operating_point, pr_curve, summarize
 from vslrepro.metrics.maps import ciou, confidence
 
-__all__ = ["ciou", "confidence", "summarize", "pr_curve", "max_f1_operating_point", "size_breakdown", "negative_type_breakdown",
-           "bootstrap", "SIZE_BUCKETS", "NEG_TYPES", "AUC_THRESHOLDS", "MODES"]
+__all__ = ["ciou", "confidence", "summarize", "pr_curve", "max_f1_operating_point", "size_breakdown",
+           "negative_type_breakdown", "bootstrap", "SIZE_BUCKETS", "NEG_TYPES", "AUC_THRESHOLDS", "MODES"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from vslrepro.metrics.detection import _batch_statistics, _check_mode, _per_sample, summarize
+from vslrepro.seeding import numpy_generator
 
 SIZE_BUCKETS = ("small", "medium", "large", "huge")   # ground-truth area < 32², < 96², < 144², rest
 NEG_TYPES = ("real", "easy", "hard", "automated")     # "automated": pair whose classes are unknown
@@ -54,10 +55,11 @@ def negative_type_breakdown(samples: pd.DataFrame, *, seed: int = 0, n_draws: in
                             score: str = "confidence") -> pd.DataFrame:
     """max-F1 and AP per negative type, each type's negatives padded with as many positives (Table 4).
 
-    For each `neg_type` present (real, easy, hard, automated) and each draw d: that type's n_t negatives
-    plus n_t positives drawn without replacement as the first n_t of
-    `numpy.random.default_rng(seed + d).permutation(n_pos)` (so within a draw, the positives of a smaller
-    type are a subset of those of a larger one). When n_t > n_pos, all positives are used (`n_pos` says so).
+    For each `neg_type` present (real, easy, hard, automated) and each draw d: that type's n_t
+    negatives plus n_t positives drawn without replacement as the first n_t of
+    `seeding.numpy_generator(seed, d, purpose="positives").permutation(n_pos)` (so within a draw,
+    the positives of a smaller type are a subset of those of a larger one). When n_t > n_pos, all
+    positives are used (`n_pos` says so).
 
     Args:
         samples: per-sample table with `positive`, `neg_type`, `ciou` and the `score` column.
@@ -91,7 +93,7 @@ def negative_type_breakdown(samples: pd.DataFrame, *, seed: int = 0, n_draws: in
         n_take = min(len(negs), len(pos))
         draws = []
         for draw in range(n_draws):
-            chosen = pos.iloc[np.random.default_rng(seed + draw).permutation(len(pos))[:n_take]]
+            chosen = pos.iloc[numpy_generator(seed, draw, purpose="positives").permutation(len(pos))[:n_take]]
             subset = pd.concat([chosen, negs])
             s = summarize(subset["ciou"].to_numpy(), subset[score].to_numpy(),
                           subset["positive"].to_numpy(dtype=bool), iou_thr=iou_thr, mode=mode)

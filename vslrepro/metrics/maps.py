@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+
 def _as_maps(x: Any, name: str) -> torch.Tensor:
     """A (N, H, W) tensor view of `x` (numpy arrays are shared, not copied)."""
     t = torch.from_numpy(x) if isinstance(x, np.ndarray) else torch.as_tensor(x)

@@ -5,8 +5,15 @@
 checksums) and `pairs` (a cache as a deterministically augmented torch Dataset).
 """
 
-from vslrepro.data.caches.build import (CACHE_VERSION, STORAGES, build_cache, cache_key, free_bytes, load_cache,
-                                        projected_bytes)
+from vslrepro.data.caches.build import (
+                                        CACHE_VERSION,
+                                        STORAGES,
+                                        build_cache,
+                                        cache_key,
+                                        free_bytes,
+                                        load_cache,
+                                        projected_bytes,
+)
 from vslrepro.data.caches.compressed import CompressedCache
 from vslrepro.data.caches.decode import AudioParams, window_spectrogram
 from vslrepro.data.caches.decoded import TensorCache

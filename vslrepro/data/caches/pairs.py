@@ -9,6 +9,8 @@ from torch.utils.data import Dataset
 from vslrepro.data.caches.compressed import CompressedCache
 from vslrepro.data.caches.decoded import TensorCache
 from vslrepro.data.formats.images import centre_crop, random_crop_flip
+from vslrepro.seeding import torch_generator
+
 
 class CachedPairs(Dataset):
     """(uint8 image (3, size, size), spectrogram (1, F, T), index) from a TensorCache or a
@@ -35,8 +37,7 @@ class CachedPairs(Dataset):
         frame = self.cache.image(index)  # (3, h, w) uint8 (memory-mapped, or decoded now when compressed)
         spec = self.cache.spec(index)    # (1, F, T) float32
         if self.train:
-            seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
-            image = random_crop_flip(frame, self.size, torch.Generator().manual_seed(int(seed)))
+            image = random_crop_flip(frame, self.size, torch_generator(self.seed, self.epoch, index))
         else:
             image = torch.from_numpy(np.array(centre_crop(frame, self.size)))
         return image, spec, index

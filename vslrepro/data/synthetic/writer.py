@@ -40,8 +40,17 @@ from vslrepro.data.datasets import Dataset, dataset_class, synthetic_datasets
 from vslrepro.data.formats.boxes import size_bucket
 from vslrepro.data.formats.lists import write_lines
 from vslrepro.data.synthetic import scene
-from vslrepro.data.synthetic.plan import (BUCKET_NAMES, GENERATOR_VERSION, SCALES, SPLIT_CODES, Scale, _stream,
-                                          make_clip, make_object_image, plan_split)
+from vslrepro.data.synthetic.plan import (
+    BUCKET_NAMES,
+    GENERATOR_VERSION,
+    SCALES,
+    SPLIT_CODES,
+    Scale,
+    _stream,
+    make_clip,
+    make_object_image,
+    plan_split,
+)
 
 
 def _save_image(path: Path, image: np.ndarray, quality: int) -> None:
