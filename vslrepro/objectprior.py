@@ -141,7 +141,7 @@ def pretrain_object_prior(images: torch.Tensor, labels: torch.Tensor, *, backbon
     Args:
         images: uint8 (N, 3, H, W) object images (from `load_object_set`).
         labels: long (N,) class indices in [0, K).
-        backbone: "small" or "resnet18" (vslrepro.methods.backbones).
+        backbone: "small" or "resnet18" (vslrepro.methods._backbones).
         image_size: side of the training crops (56 for small, as the synthetic frames).
         epochs, batch_size, lr: Adam training schedule (the last partial batch is kept).
         seed: seeds the encoder/head initialization, the shuffling and the augmentation.

@@ -33,7 +33,7 @@ see docs/methods/coarsetofine.md):
 
 Ours: the same heads under the same names (`avc`, `class_a`, `class_v`, `project_a`, `project_v`),
 the same losses and the same test map, on the benchmark's shared encoders (`imgnet`, `audnet`;
-vslrepro.methods.backbones). `load_weights` also reads the original's state_dict (`vision.*`,
+vslrepro.methods._backbones). `load_weights` also reads the original's state_dict (`vision.*`,
 `audio.*`; `from_original`). Both stages run in one training run: `begin_epoch` switches to stage 2 at
 epoch `stage_one_epochs`. Deviations, and why:
 - **category labels (weakly supervised substitute).** The original's pseudo labels come from

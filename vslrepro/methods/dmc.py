@@ -19,7 +19,7 @@ DTaoo/Discriminative-Sounding-Objects-Localization, folder `compared model/` (wi
 - the code returns the assignments and the distances but never extracts a map.
 
 Ours: the same heads, clustering, score and loss with the original's names (`fc_v_1`, `fc_a_1`)
-and defaults, on the benchmark's shared encoders (`imgnet`, `audnet`; vslrepro.methods.backbones).
+and defaults, on the benchmark's shared encoders (`imgnet`, `audnet`; vslrepro.methods._backbones).
 Deviations:
 - encoders: the shared ResNet-18s (paper profile: 7×7 maps at 224 px, ImageNet-initialized image
   net, as every baseline of the benchmark) or the small CNN (smoke/quick); the Linear heads map the

@@ -32,7 +32,7 @@ Original (DTaoo/Discriminative-Sounding-Objects-Localization, `music-exp/`: `mod
 
 Ours: the same heads, map, losses and clustering, under the original's names (`conv_v_1`, `conv_v_2`,
 `fc_a_1`, `fc_a_2`, `conv_av`, `v_class_layer`, `a_class_layer`, `obj_conv`), on the benchmark's
-shared encoders (`imgnet`, `audnet`, vslrepro.methods.backbones) with `layer4_stride=1` — for the
+shared encoders (`imgnet`, `audnet`, vslrepro.methods._backbones) with `layer4_stride=1` — for the
 ResNet-18 exactly the original's 14×14 geometry. Both stages run in ONE training run of the trainer:
 epochs [0, init_epochs) are location-only, [init_epochs, stage_one_epochs) are stage 1 with a
 clustering round at the start of each, and [stage_one_epochs, train.epochs) are stage 2 (none if

@@ -132,7 +132,7 @@ def load_official_checkpoint(model: EZVSL, checkpoint: str | Path | Mapping) -> 
         checkpoint: a path to a `.pth` file, or the loaded dict; keys `imgnet.*`, `img_proj.*`,
             `audnet.*`, `aud_proj.*`, optionally nested under "model" and prefixed "module." (DDP);
             numpy scalars pickled under numpy 1.x beside the weights are fine
-            (`vslrepro.methods.checkpoints`).
+            (`vslrepro.methods._checkpoints`).
 
     Returns:
         The model, filled.

@@ -63,7 +63,7 @@ def negative_type_breakdown(samples: pd.DataFrame, *, seed: int = 0, n_draws: in
 
     Args:
         samples: per-sample table with `positive`, `neg_type`, `ciou` and the `score` column.
-        seed: base seed; draw d uses seed + d.
+        seed: base seed; draw d uses the key (seed, d) (`seeding.numpy_generator`).
         n_draws: number of positive draws; > 1 adds the std/min/max over draws.
         mode: "exact" or "official".
         iou_thr: the cIoU threshold γ.

@@ -1,8 +1,8 @@
 """IS3 (Senocak et al., "Sound Source Localization is All about Cross-Modal Alignment", ICCV 2023):
 an evaluation-only test set of positives.
 
-IS3 holds 3,240 synthetic scenes that each show two sound-making objects; every entry pairs a scene
-with the sound of one of them and boxes that one. The annotation file released with the authors'
+IS3 holds synthetic scenes that each show two sound-making objects; an entry pairs a scene with
+the sound of one of them and boxes that one. The annotation file released with the authors'
 code (kaistmm/SSLalignment, `metadata/synthetic3240_bbox.json`) is a list of
 `{"image": ".../visual_frames/<stem>.jpg", "audio": ".../audio_wav/<stem>.wav", "gt_box": [x0, y0,
 x1, y1]}`, one entry per annotated object, with the box in pixels of the 224×224 test frame. Their

@@ -9,7 +9,7 @@ frame with `Image.open(path).convert('RGB')` and apply torchvision transforms on
   ToTensor → Normalize(ImageNet mean, std).
 
 This module is the one implementation of that geometry in the package, split where the tensor
-cache (`vslrepro.data.cache`) splits it: the deterministic resize happens once, when a frame is
+cache (`vslrepro.data.caches`) splits it: the deterministic resize happens once, when a frame is
 decoded (`resize_for_train`, `resize_for_test`, both PIL bicubic exactly as torchvision's Resize
 on a PIL image); the random crop and flip happen per sample and epoch on the cached uint8 array
 (`crop_offsets`, `random_crop_flip`), with an explicit generator instead of torch's global RNG;
