@@ -36,7 +36,6 @@ import torch.nn.functional as F
 
 from vslrepro import metrics
 
-
 # ------------------------------------------------------------------------------------------------
 # Official-style references (written from stoneMo/EZ-VSL utils.py:Evaluator, test.py and
 # stoneMo/SLAVC utils.py:EvaluatorFull)
