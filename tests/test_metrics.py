@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import auc as sklearn_auc
 
 from vslrepro import metrics as M
+from vslrepro.seeding import numpy_generator
 
 # ------------------------------------------------------------------------------------------------
 # Plain references
@@ -406,7 +407,7 @@ def test_negative_type_breakdown_protocol():
     assert (out["seed"] == 7).all()
     # recompute "real" by hand with the documented draw
     pos = samples[samples.positive]
-    chosen = pos.iloc[np.random.default_rng(7).permutation(len(pos))[:2]]
+    chosen = pos.iloc[numpy_generator(7, 0, purpose="positives").permutation(len(pos))[:2]]
     sub = pd.concat([chosen, samples[samples.neg_type == "real"]])
     want = M.summarize(sub.ciou, sub.confidence, sub.positive.to_numpy(bool))
     assert out.loc["real", "max_f1"] == want["max_f1"] and out.loc["real", "ap"] == want["ap"]
